@@ -1,0 +1,35 @@
+"""Errors the exporter raises on purpose, each with a message a user can act on.
+
+ExportError
+├── ConfigurationError   the environment is incomplete or wrong
+├── SecretError          an API key cannot be decrypted
+├── NotFound             a connection, export or run id that does not exist
+├── InvalidInput         a field or argument is wrong (names it)
+└── SourceError          a segment source cannot be read (names file and row)
+"""
+
+from __future__ import annotations
+
+
+class ExportError(Exception):
+    """Base of every error the exporter raises deliberately."""
+
+
+class ConfigurationError(ExportError):
+    pass
+
+
+class SecretError(ExportError):
+    pass
+
+
+class NotFound(ExportError):
+    pass
+
+
+class InvalidInput(ExportError):
+    pass
+
+
+class SourceError(ExportError):
+    pass

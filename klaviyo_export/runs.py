@@ -1,0 +1,264 @@
+"""Run records: the one place a run's counts and status are kept.
+
+Producer and workers both write here, always through these functions, so the
+accounting rules live in one module:
+
+- rows_read = rejected + submitted (the producer, while reading);
+- submitted = imported + failed (the workers, one batch result at a time);
+- a batch result counts once however often its task runs (``RECORD_BATCH``);
+- payloads of batches that succeeded are deleted at once; those of failed
+  batches are kept ``FAILED_PAYLOAD_TTL`` seconds for a resume.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import redis
+
+from klaviyo_export.errors import NotFound
+from klaviyo_export.store import new_id, text
+from schemas import keys
+from schemas.contracts import FINAL_RUN_STATUSES, VERSION
+
+FAILED_PAYLOAD_TTL: Final = 7 * 24 * 3600
+REPORT_TTL: Final = 30 * 24 * 3600
+
+# Record one batch's final result, once.
+# KEYS[1] batch-results hash, KEYS[2] run hash, KEYS[3] failed-rows list,
+# KEYS[4] batch payload, KEYS[5] batch state
+# ARGV[1] batch number, ARGV[2] result JSON, ARGV[3] batch status,
+# ARGV[4] imported, ARGV[5] failed, ARGV[6] payload TTL (0 = delete now),
+# ARGV[7..] failed-row JSON records
+# Returns 1 if recorded, 0 if this batch had a result already.
+RECORD_BATCH: Final = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[2], 'imported', ARGV[4])
+redis.call('HINCRBY', KEYS[2], 'failed', ARGV[5])
+redis.call('HINCRBY', KEYS[2], 'batches_done', 1)
+redis.call('HINCRBY', KEYS[2], 'batches_' .. ARGV[3], 1)
+for i = 7, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+if tonumber(ARGV[6]) == 0 then
+  redis.call('DEL', KEYS[4], KEYS[5])
+else
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+  redis.call('EXPIRE', KEYS[5], ARGV[6])
+end
+return 1
+"""
+
+_COUNTERS = ("rows_read", "rejected", "submitted", "imported", "failed")
+_BATCH_COUNTERS = ("succeeded", "partially_succeeded", "failed", "cancelled")
+
+
+class Runs:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._record_batch = client.register_script(RECORD_BATCH)
+
+    # -- producer side -------------------------------------------------------------
+
+    def create(self, export_id: str, source: str, requested_by: str) -> str:
+        run_id = new_id("r_")
+        now = time.time()
+        record: dict[Any, Any] = {
+            "run_id": run_id,
+            "export_id": export_id,
+            "status": "pending",
+            "message": "",
+            "source": source,
+            "requested_by": requested_by,
+            "created_at": repr(now),
+            "batches_total": 0,
+            **dict.fromkeys(_COUNTERS, 0),
+        }
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.run(run_id), mapping=record)
+        pipe.zadd(keys.RUNS, {run_id: now})
+        pipe.zadd(keys.export_runs(export_id), {run_id: now})
+        pipe.execute()
+        return run_id
+
+    def add_rejections(self, run_id: str, rejections: Iterable[Mapping[str, Any]]) -> None:
+        """Append rejected rows (each with row, field, reason, code) and count them."""
+        pipe = self.redis.pipeline(transaction=False)
+        count = 0
+        for item in rejections:
+            pipe.rpush(keys.run_rejected(run_id), json.dumps(item))
+            pipe.hincrby(keys.run_rejected_reasons(run_id), str(item["code"]), 1)
+            count += 1
+        if count:
+            pipe.hincrby(keys.run(run_id), "rejected", count)
+            pipe.execute()
+
+    def store_batch(self, run_id: str, number: int, profiles_json: bytes, rows: list[int]) -> None:
+        self.redis.hset(
+            keys.batch(run_id, number),
+            mapping={"profiles": profiles_json, "rows": json.dumps(rows)},
+        )
+
+    def mark_running(self, run_id: str, rows_read: int, submitted: int, batches: int) -> None:
+        self.redis.hset(
+            keys.run(run_id),
+            mapping={
+                "status": "running",
+                "rows_read": rows_read,
+                "submitted": submitted,
+                "batches_total": batches,
+                "started_at": repr(time.time()),
+            },
+        )
+
+    def set_progress(self, run_id: str, rows_read: int) -> None:
+        self.redis.hset(keys.run(run_id), "rows_read", rows_read)
+
+    # -- worker side ---------------------------------------------------------------
+
+    def load_batch(self, run_id: str, number: int) -> tuple[bytes, list[int]] | None:
+        raw = self.redis.hmget(keys.batch(run_id, number), ["profiles", "rows"])
+        if raw[0] is None or raw[1] is None:
+            return None
+        profiles = raw[0] if isinstance(raw[0], bytes) else str(raw[0]).encode()
+        return profiles, json.loads(raw[1])
+
+    def record_batch(
+        self,
+        run_id: str,
+        result: Mapping[str, Any],
+        failed_rows: Iterable[Mapping[str, Any]] = (),
+    ) -> bool:
+        """Count a batch's final result once; False if it was counted already."""
+        number = int(result["batch"])
+        ttl = 0 if result["status"] == "succeeded" else FAILED_PAYLOAD_TTL
+        recorded = self._record_batch(
+            keys=[
+                keys.run_batch_results(run_id),
+                keys.run(run_id),
+                keys.run_failed(run_id),
+                keys.batch(run_id, number),
+                keys.batch_state(run_id, number),
+            ],
+            args=[
+                number,
+                json.dumps(dict(result)),
+                result["status"],
+                result["imported"],
+                result["failed"],
+                ttl,
+                *(json.dumps(dict(row)) for row in failed_rows),
+            ],
+        )
+        return bool(recorded)
+
+    def batch_result(self, run_id: str, number: int) -> dict[str, Any] | None:
+        raw = self.redis.hget(keys.run_batch_results(run_id), str(number))
+        return json.loads(raw) if raw else None
+
+    def batch_state(self, run_id: str, number: int) -> dict[str, str]:
+        raw = self.redis.hgetall(keys.batch_state(run_id, number))
+        return {text(k): text(v) for k, v in raw.items()}
+
+    def set_batch_state(self, run_id: str, number: int, **fields: str | int) -> None:
+        mapping: dict[Any, Any] = dict(fields)
+        self.redis.hset(keys.batch_state(run_id, number), mapping=mapping)
+
+    def abort_reason(self, run_id: str) -> str | None:
+        raw = self.redis.hget(keys.run(run_id), "abort_reason")
+        return text(raw) if raw else None
+
+    def export_id(self, run_id: str) -> str:
+        raw = self.redis.hget(keys.run(run_id), "export_id")
+        if raw is None:
+            raise NotFound(f"no run {run_id!r}")
+        return text(raw)
+
+    def is_cancelled(self, run_id: str) -> bool:
+        return self.redis.hget(keys.run(run_id), "cancelled") is not None
+
+    def abort(self, run_id: str, reason: str, *, cancel: bool = False) -> None:
+        """Stop sending this run's remaining batches; the first reason wins."""
+        self.redis.hsetnx(keys.run(run_id), "abort_reason", reason)
+        if cancel:
+            self.redis.hsetnx(keys.run(run_id), "cancelled", "1")
+
+    # -- both ----------------------------------------------------------------------
+
+    def finish(
+        self, run_id: str, status: str | None = None, message: str | None = None
+    ) -> dict[str, Any]:
+        """Set the final status (derived from the counts unless given)."""
+        current = self.status(run_id)
+        if current["status"] in FINAL_RUN_STATUSES:
+            return current
+        final, why = (status, message or "") if status else _derive(current, self._raw(run_id))
+        pipe = self.redis.pipeline()
+        pipe.hset(
+            keys.run(run_id),
+            mapping={"status": final, "message": why, "finished_at": repr(time.time())},
+        )
+        for key in (keys.run_rejected(run_id), keys.run_failed(run_id)):
+            pipe.expire(key, REPORT_TTL)
+        pipe.execute()
+        return self.status(run_id)
+
+    def _raw(self, run_id: str) -> dict[str, str]:
+        raw = {text(k): text(v) for k, v in self.redis.hgetall(keys.run(run_id)).items()}
+        if not raw:
+            raise NotFound(f"no run {run_id!r}")
+        return raw
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        """The run as the ``RunStatus`` contract describes it."""
+        raw = self._raw(run_id)
+        reasons = self.redis.hgetall(keys.run_rejected_reasons(run_id))
+        counts: dict[str, Any] = {name: int(raw.get(name, 0)) for name in _COUNTERS}
+        counts["rejected_by_reason"] = {text(k): int(v) for k, v in reasons.items()}
+        batches = {name: int(raw.get(f"batches_{name}", 0)) for name in _BATCH_COUNTERS}
+        batches["total"] = int(raw.get("batches_total", 0))
+        batches["done"] = int(raw.get("batches_done", 0))
+        return {
+            "v": VERSION,
+            "run_id": run_id,
+            "export_id": raw["export_id"],
+            "status": raw["status"],
+            "message": raw.get("message", ""),
+            "created_at": float(raw["created_at"]),
+            "started_at": float(raw["started_at"]) if raw.get("started_at") else None,
+            "finished_at": float(raw["finished_at"]) if raw.get("finished_at") else None,
+            "counts": counts,
+            "batches": batches,
+        }
+
+    def recent(self, export_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        key = keys.export_runs(export_id) if export_id else keys.RUNS
+        ids = [text(i) for i in self.redis.zrevrange(key, 0, limit - 1)]  # type: ignore[arg-type]
+        return [self.status(i) for i in ids if self.redis.exists(keys.run(i))]
+
+    def rejected_rows(self, run_id: str) -> list[dict[str, Any]]:
+        return [json.loads(r) for r in self.redis.lrange(keys.run_rejected(run_id), 0, -1)]
+
+    def failed_rows(self, run_id: str) -> list[dict[str, Any]]:
+        return [json.loads(r) for r in self.redis.lrange(keys.run_failed(run_id), 0, -1)]
+
+
+def _derive(current: Mapping[str, Any], raw: Mapping[str, str]) -> tuple[str, str]:
+    counts = current["counts"]
+    if raw.get("cancelled") == "1":
+        return "cancelled", raw.get("abort_reason", "cancelled")
+    if raw.get("abort_reason"):
+        return "failed", raw["abort_reason"]
+    if counts["submitted"] == 0:
+        if counts["rows_read"] == 0:
+            return "succeeded", "the segment is empty"
+        return "failed", "no row passed the checks: see `klaviyo-export rejected`"
+    if counts["imported"] == 0:
+        return "failed", "Klaviyo imported no profile: see `klaviyo-export rejected`"
+    if counts["failed"]:
+        return (
+            "partially_succeeded",
+            f"Klaviyo failed {counts['failed']} of {counts['submitted']} profiles",
+        )
+    return "succeeded", ""

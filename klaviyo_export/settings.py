@@ -1,0 +1,52 @@
+"""Configuration from the environment, read once into a frozen dataclass.
+
+Options (environment variable, default):
+
+- ``REDIS_URL`` (``redis://127.0.0.1:6379/0``): broker, result backend and
+  store, unless one of the next three overrides it.
+- ``CELERY_BROKER_URL``: the broker alone (Redis or RabbitMQ ``amqp://``).
+- ``CELERY_RESULT_BACKEND``: the chord's result backend (Redis).
+- ``KLAVIYO_EXPORT_STORE_URL``: where connections, exports, runs and batch
+  payloads live (Redis).
+- ``KLAVIYO_BASE_URL``: Klaviyo, or the sandbox (read by ``klaviyo_client``).
+- ``KLAVIYO_EXPORT_SECRET_KEY``: the Fernet key that encrypts API keys at rest.
+- ``KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN`` (100000): the default per-export cap,
+  the reference product's limit; 0 means no cap.
+- ``KLAVIYO_EXPORT_BATCH_PROFILES`` (10000): profiles per bulk import job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    broker_url: str
+    result_backend: str
+    store_url: str
+    secret_key: str | None
+    max_profiles_per_run: int
+    batch_profiles: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
+        settings = cls(
+            broker_url=env.get("CELERY_BROKER_URL") or redis_url,
+            result_backend=env.get("CELERY_RESULT_BACKEND") or redis_url,
+            store_url=env.get("KLAVIYO_EXPORT_STORE_URL") or redis_url,
+            secret_key=env.get("KLAVIYO_EXPORT_SECRET_KEY") or None,
+            max_profiles_per_run=int(env.get("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN", "100000")),
+            batch_profiles=int(env.get("KLAVIYO_EXPORT_BATCH_PROFILES", "10000")),
+        )
+        if not 1 <= settings.batch_profiles <= 10_000:
+            raise ValueError("KLAVIYO_EXPORT_BATCH_PROFILES must be 1..10000 (Klaviyo's job limit)")
+        if settings.max_profiles_per_run < 0:
+            raise ValueError("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN must be 0 (no cap) or more")
+        return settings

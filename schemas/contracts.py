@@ -1,0 +1,108 @@
+"""Versioned JSON contracts: what the producer, workers and upstream send.
+
+Each message carries ``v`` (the contract version). A reader accepts the
+versions it knows and refuses others with a clear error, so that a rolling
+deploy never misreads a message. Unknown fields are refused too: a typo in an
+upstream system's message is an error, not a silent default.
+
+- ``ExportRequest``: ask for one run of an export (CLI, Python API, broker).
+- ``BatchResult``: what a worker returns for one batch (small: it travels in
+  the chord's single callback message, and Flower shows it).
+- ``RunStatus``: what ``status --json`` prints and the run record holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+VERSION: Final = 1
+
+RUN_STATUSES: Final = (
+    "pending",  # recorded, segment being read
+    "running",  # batches queued or uploading
+    "succeeded",  # every row exported or rejected before upload; Klaviyo failed none
+    "partially_succeeded",  # some rows exported, some failed at Klaviyo
+    "failed",  # nothing exported, or the run could not complete
+    "cancelled",  # the export was removed mid-run
+)
+FINAL_RUN_STATUSES: Final = frozenset({"succeeded", "partially_succeeded", "failed", "cancelled"})
+BATCH_STATUSES: Final = ("succeeded", "partially_succeeded", "failed", "cancelled")
+SOURCE_FORMATS: Final = ("csv", "jsonl")
+
+
+class _Versioned(Schema):
+    v = fields.Integer(required=True, validate=validate.Equal(VERSION))
+
+
+class ExportRequestSchema(_Versioned):
+    """Start a run of ``export_id`` on the segment at ``source``.
+
+    ``source`` is a path the producer can read (CSV or JSON Lines, optionally
+    gzip-compressed); ``format`` overrides the guess from the file name.
+    """
+
+    export_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    source = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    format = fields.String(
+        load_default=None, allow_none=True, validate=validate.OneOf(SOURCE_FORMATS)
+    )
+    requested_by = fields.String(load_default="upstream", validate=validate.Length(min=1, max=128))
+
+
+class BatchResultSchema(_Versioned):
+    run_id = fields.String(required=True)
+    batch = fields.Integer(required=True, validate=validate.Range(min=0))
+    status = fields.String(required=True, validate=validate.OneOf(BATCH_STATUSES))
+    submitted = fields.Integer(required=True, validate=validate.Range(min=0))
+    imported = fields.Integer(required=True, validate=validate.Range(min=0))
+    failed = fields.Integer(required=True, validate=validate.Range(min=0))
+    job_id = fields.String(load_default=None, allow_none=True)
+    error = fields.String(load_default=None, allow_none=True)
+
+    @validates_schema
+    def _adds_up(self, data: dict[str, Any], **_: Any) -> None:
+        if data["imported"] + data["failed"] != data["submitted"]:
+            raise ValidationError("imported + failed must equal submitted")
+
+
+class CountsSchema(Schema):
+    rows_read = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+    rejected_by_reason = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    submitted = fields.Integer(required=True)
+    imported = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+
+
+class BatchCountsSchema(Schema):
+    total = fields.Integer(required=True)
+    done = fields.Integer(required=True)
+    succeeded = fields.Integer(required=True)
+    partially_succeeded = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    cancelled = fields.Integer(required=True)
+
+
+class RunStatusSchema(_Versioned):
+    run_id = fields.String(required=True)
+    export_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(RUN_STATUSES))
+    message = fields.String(load_default="", allow_none=True)
+    created_at = fields.Float(required=True)
+    started_at = fields.Float(load_default=None, allow_none=True)
+    finished_at = fields.Float(load_default=None, allow_none=True)
+    counts = fields.Nested(CountsSchema, required=True)
+    batches = fields.Nested(BatchCountsSchema, required=True)
+
+
+def load(schema: Schema, data: Any) -> dict[str, Any]:
+    """Validate ``data`` against ``schema``; raise ``ValidationError`` naming each field."""
+    result: dict[str, Any] = schema.load(data)
+    return result
+
+
+EXPORT_REQUEST = ExportRequestSchema()
+BATCH_RESULT = BatchResultSchema()
+RUN_STATUS = RunStatusSchema()

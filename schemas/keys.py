@@ -1,0 +1,67 @@
+"""Every Redis key the project writes, in one place.
+
+All keys start with ``PREFIX`` so that one deployment can share a Redis with
+others and an operator can find (or scan) everything of ours. Celery's own
+broker and result keys are not listed: Celery names those.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "kx:"
+
+CONNECTIONS: Final = PREFIX + "connections"  # set of connection ids
+EXPORTS: Final = PREFIX + "exports"  # set of export ids
+RUNS: Final = PREFIX + "runs"  # zset run id -> created (epoch s)
+AUDIT: Final = PREFIX + "audit"  # stream of audit records
+
+
+def connection(connection_id: str) -> str:
+    """Hash: the connection record (API key encrypted)."""
+    return f"{PREFIX}connection:{connection_id}"
+
+
+def export(export_id: str) -> str:
+    """Hash: the export record."""
+    return f"{PREFIX}export:{export_id}"
+
+
+def export_runs(export_id: str) -> str:
+    """Zset: this export's run ids by creation time."""
+    return f"{PREFIX}export:{export_id}:runs"
+
+
+def run(run_id: str) -> str:
+    """Hash: the run record, its counters and its final status."""
+    return f"{PREFIX}run:{run_id}"
+
+
+def run_rejected_reasons(run_id: str) -> str:
+    """Hash: reason code -> rows rejected before upload for it."""
+    return f"{PREFIX}run:{run_id}:rejected-by-reason"
+
+
+def run_rejected(run_id: str) -> str:
+    """List of JSON rows rejected before upload (row, field, reason, value)."""
+    return f"{PREFIX}run:{run_id}:rejected"
+
+
+def run_failed(run_id: str) -> str:
+    """List of JSON rows Klaviyo failed (row, email, code, detail)."""
+    return f"{PREFIX}run:{run_id}:failed"
+
+
+def run_batch_results(run_id: str) -> str:
+    """Hash: batch number -> its final BatchResult JSON (written once)."""
+    return f"{PREFIX}run:{run_id}:batch-results"
+
+
+def batch(run_id: str, number: int) -> str:
+    """Hash: a batch payload (``profiles`` JSON array, aligned ``rows``)."""
+    return f"{PREFIX}run:{run_id}:batch:{number}"
+
+
+def batch_state(run_id: str, number: int) -> str:
+    """Hash: a batch's progress (Klaviyo job id, attempts) for idempotent redelivery."""
+    return f"{PREFIX}run:{run_id}:batch:{number}:state"

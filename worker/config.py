@@ -1,0 +1,65 @@
+"""Celery settings for the workers, each with the reason it has its value.
+
+Read by ``worker.celery_app``; every URL comes from ``klaviyo_export.settings``.
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a batch whose worker
+  dies is delivered again rather than lost; tasks are idempotent (a batch's
+  result is recorded once, its Klaviyo job id is kept across deliveries).
+- ``worker_prefetch_multiplier = 1``: a worker holds one message per process,
+  so a slow batch never strands others behind it.
+- ``visibility_timeout`` (Redis broker): above the task time limit plus the
+  longest retry countdown, or Redis would deliver a running task again. Set in
+  all three places the Celery docs name.
+- ``result_expires``: chord counters live in the result backend and expire
+  with it; a day is longer than any run.
+- ``result_extended = False``: it would store the raw task arguments.
+- ``task_ignore_result = False``: chord members must store results.
+- ``worker_send_task_events`` / ``task_send_sent_event``: Flower sees tasks.
+- Queues: uploads and control apart (see ``schemas.tasks``); a plain
+  ``celery -A worker worker`` consumes both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.entity import Queue
+
+from klaviyo_export.settings import Settings
+from schemas import tasks
+
+TASK_TIME_LIMIT = 300
+TASK_SOFT_TIME_LIMIT = 240
+MAX_COUNTDOWN = 300
+VISIBILITY_TIMEOUT = 2 * (TASK_TIME_LIMIT + MAX_COUNTDOWN)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": TASK_TIME_LIMIT,
+        "task_soft_time_limit": TASK_SOFT_TIME_LIMIT,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "result_expires": 24 * 3600,
+        "result_extended": False,
+        "task_ignore_result": False,
+        "result_backend_always_retry": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "task_default_queue": tasks.CONTROL_QUEUE,
+        "task_queues": (Queue(tasks.UPLOADS_QUEUE), Queue(tasks.CONTROL_QUEUE)),
+        "task_routes": dict(tasks.ROUTES),
+    }

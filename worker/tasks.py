@@ -1,0 +1,54 @@
+"""The Celery tasks: thin wrappers that turn ``RetryLater`` into a countdown.
+
+Arguments are ids only (a run id and a batch number): no profile, email or
+key ever travels in a message, so Flower and the logs show nothing personal.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+
+from schemas import tasks as names
+from worker import upload
+from worker.celery_app import app
+from worker.context import context
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=names.UPLOAD_BATCH, bind=True, max_retries=None, acks_late=True)
+def upload_batch(self: Task, run_id: str, batch: int, **_: Any) -> dict[str, Any]:
+    """Upload one stored batch and follow its job; returns its ``BatchResult``."""
+    try:
+        result = upload.upload_batch(context(), run_id, batch)
+    except upload.RetryLater as wait:
+        log.info("run %s batch %s: %s; again in %.1fs", run_id, batch, wait.reason, wait.countdown)
+        raise self.retry(countdown=wait.countdown) from None
+    log.info(
+        "run %s batch %s: %s (%s imported, %s failed)",
+        run_id,
+        batch,
+        result["status"],
+        result["imported"],
+        result["failed"],
+    )
+    return result
+
+
+@app.task(name=names.FINALIZE_RUN, acks_late=True)
+def finalize_run(results: list[dict[str, Any]], run_id: str, **_: Any) -> dict[str, Any]:
+    """The chord's body: derive the run's final status from its record."""
+    status = context().runs.finish(run_id)
+    log.info("run %s finished: %s (%s batch results)", run_id, status["status"], len(results))
+    return {"run_id": run_id, "status": status["status"], "counts": status["counts"]}
+
+
+@app.task(name=names.RUN_FAILED, acks_late=True)
+def run_failed(request: Any, exc: Any, traceback: Any, run_id: str, **_: Any) -> None:
+    """The chord's errback: a batch task raised instead of returning a result."""
+    reason = f"a batch task failed unexpectedly: {type(exc).__name__}"
+    log.error("run %s: %s", run_id, reason)
+    context().runs.finish(run_id, status="failed", message=reason)

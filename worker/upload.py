@@ -1,0 +1,214 @@
+"""One batch's life: submit it as a Klaviyo bulk import job, follow the job,
+map each row Klaviyo failed back to its source row, record the result once.
+
+It never sleeps and never raises for a business failure. A wait (throttling,
+a job still running, a transient error) is ``RetryLater``: the task hands the
+batch back to the broker with a countdown and frees its worker process. A
+failure is a result with every row accounted for, so the run's chord always
+completes. Delivered twice (a worker killed mid-task), it resumes from the
+job id it kept and counts its result once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from klaviyo_client import (
+    AuthenticationError,
+    BadRequestError,
+    FatalError,
+    ImportErrorItem,
+    KlaviyoClient,
+    NotFoundError,
+    PermissionDeniedError,
+    RetriableError,
+    ThrottledError,
+)
+from klaviyo_export.errors import NotFound
+from klaviyo_export.runs import Runs
+from schemas.contracts import VERSION
+from worker.context import WorkerContext
+
+MAX_TRANSIENT_ATTEMPTS: Final = 8
+"""Transient errors (5xx, resets, timeouts) tolerated per batch before it fails."""
+JOB_DEADLINE_SECONDS: Final = 3600
+"""A Klaviyo job not complete this long after submission fails its batch."""
+MAX_BACKOFF_SECONDS: Final = 120.0
+
+
+class RetryLater(Exception):
+    """Hand the batch back to the queue for ``countdown`` seconds."""
+
+    def __init__(self, countdown: float, reason: str) -> None:
+        super().__init__(reason)
+        self.countdown = countdown
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Batch:
+    run_id: str
+    number: int
+    profiles_json: bytes
+    rows: list[int]
+
+    def emails(self) -> list[str]:
+        return [p.get("attributes", {}).get("email", "") for p in json.loads(self.profiles_json)]
+
+
+def backoff(attempt: int, base: float = 1.0) -> float:
+    """Capped exponential backoff with full jitter (never below 0.2 s)."""
+    ceiling = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1))
+    return max(0.2, random.uniform(0, ceiling))
+
+
+def poll_delay(polls: int) -> float:
+    """Klaviyo jobs take seconds to minutes: start quick, slow down to 30 s."""
+    return min(30.0, 0.5 * 1.6**polls)
+
+
+def upload_batch(ctx: WorkerContext, run_id: str, number: int) -> dict[str, Any]:
+    runs = ctx.runs
+    recorded = runs.batch_result(run_id, number)
+    if recorded is not None:
+        return recorded
+    payload = runs.load_batch(run_id, number)
+    if payload is None:
+        raise RuntimeError(f"run {run_id} batch {number}: payload missing from the store")
+    batch = Batch(run_id, number, *payload)
+    abort = runs.abort_reason(run_id)
+    if abort is not None:
+        return _fail_all(
+            runs, batch, "not_sent", f"not sent: {abort}", status=_stop_status(runs, run_id)
+        )
+    try:
+        export = ctx.store.get_export(runs.export_id(run_id))
+    except NotFound:
+        runs.abort(run_id, "the export was removed", cancel=True)
+        return _fail_all(
+            runs, batch, "not_sent", "not sent: the export was removed", status="cancelled"
+        )
+    client = ctx.klaviyo(export.connection_id)
+    return _advance(runs, client, batch, export.list_id)
+
+
+def _advance(runs: Runs, client: KlaviyoClient, batch: Batch, list_id: str) -> dict[str, Any]:
+    state = runs.batch_state(batch.run_id, batch.number)
+    job_id = state.get("job_id")
+    attempts = int(state.get("attempts", 0))
+    try:
+        if not job_id:
+            job = client.create_bulk_import_job(batch.profiles_json, list_id)
+            runs.set_batch_state(
+                batch.run_id, batch.number, job_id=job.id, submitted_at=repr(time.time()), polls=0
+            )
+            raise RetryLater(poll_delay(0), "job submitted")
+        job = client.get_bulk_import_job(job_id)
+        if not job.done:
+            polls = int(state.get("polls", 0)) + 1
+            if time.time() - float(state.get("submitted_at", time.time())) > JOB_DEADLINE_SECONDS:
+                return _fail_all(
+                    runs, batch, "job_timeout", f"Klaviyo job {job_id} did not complete in time"
+                )
+            runs.set_batch_state(batch.run_id, batch.number, polls=polls)
+            raise RetryLater(poll_delay(polls), f"job {job.status}")
+        if job.status == "cancelled":
+            return _fail_all(runs, batch, "job_cancelled", f"Klaviyo cancelled job {job_id}")
+        errors = list(client.iter_import_errors(job_id)) if job.failed_count else []
+    except ThrottledError as exc:
+        wait = exc.retry_after if exc.retry_after is not None else backoff(attempts + 1)
+        raise RetryLater(wait + random.uniform(0, 0.5), "throttled by Klaviyo") from None
+    except RetriableError as exc:
+        attempts += 1
+        if attempts >= MAX_TRANSIENT_ATTEMPTS:
+            return _fail_all(runs, batch, "transient", f"gave up after {attempts} attempts: {exc}")
+        runs.set_batch_state(batch.run_id, batch.number, attempts=attempts)
+        raise RetryLater(backoff(attempts), f"transient: {exc}") from None
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        message = (
+            f"Klaviyo refused the connection's API key ({exc.status} {exc.code}): {exc.message}"
+        )
+        runs.abort(batch.run_id, message)
+        return _fail_all(runs, batch, exc.code or "auth", message)
+    except NotFoundError:
+        if job_id:
+            return _fail_all(runs, batch, "job_not_found", f"Klaviyo job {job_id} not found")
+        message = f"Klaviyo list {list_id} does not exist (404)"
+        runs.abort(batch.run_id, message)
+        return _fail_all(runs, batch, "list_not_found", message)
+    except (BadRequestError, FatalError) as exc:
+        return _fail_all(runs, batch, exc.code or "rejected", f"Klaviyo rejected the batch: {exc}")
+    return _record_job_outcome(runs, batch, job_id, errors)
+
+
+def _record_job_outcome(
+    runs: Runs, batch: Batch, job_id: str, errors: list[ImportErrorItem]
+) -> dict[str, Any]:
+    failed_rows = []
+    if errors:
+        row_of = {email: row for email, row in zip(batch.emails(), batch.rows, strict=True)}
+        for error in errors:
+            email = error.email
+            failed_rows.append(
+                {
+                    "row": row_of.get(email) if email else None,
+                    "email": email,
+                    "code": error.code,
+                    "detail": error.detail or error.title,
+                    "field": error.pointer,
+                }
+            )
+    submitted = len(batch.rows)
+    failed = min(len(failed_rows), submitted)
+    result = _result(batch, _status(submitted - failed, failed), submitted - failed, failed, job_id)
+    runs.record_batch(batch.run_id, result, failed_rows)
+    return runs.batch_result(batch.run_id, batch.number) or result
+
+
+def _fail_all(
+    runs: Runs, batch: Batch, code: str, detail: str, status: str = "failed"
+) -> dict[str, Any]:
+    """Every row of the batch failed, each listed with the same reason."""
+    emails = batch.emails()
+    rows = [
+        {"row": row, "email": email, "code": code, "detail": detail, "field": None}
+        for row, email in zip(batch.rows, emails, strict=True)
+    ]
+    result = _result(batch, status, 0, len(rows), None, error=detail)
+    runs.record_batch(batch.run_id, result, rows)
+    return runs.batch_result(batch.run_id, batch.number) or result
+
+
+def _status(imported: int, failed: int) -> str:
+    if failed == 0:
+        return "succeeded"
+    return "partially_succeeded" if imported else "failed"
+
+
+def _stop_status(runs: Runs, run_id: str) -> str:
+    return "cancelled" if runs.is_cancelled(run_id) else "failed"
+
+
+def _result(
+    batch: Batch,
+    status: str,
+    imported: int,
+    failed: int,
+    job_id: str | None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "v": VERSION,
+        "run_id": batch.run_id,
+        "batch": batch.number,
+        "status": status,
+        "submitted": imported + failed,
+        "imported": imported,
+        "failed": failed,
+        "job_id": job_id,
+        "error": error,
+    }
