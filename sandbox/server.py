@@ -1,0 +1,408 @@
+"""HTTP plumbing: a threaded HTTP/1.1 server and the request pipeline.
+
+Clients (``requests`` sessions, the official SDK's urllib3 pool) keep
+connections alive, so the server speaks HTTP/1.1, always sends
+``Content-Length`` (204 has no body and no length) and handles each
+connection in its own thread. Request bodies may come with ``Content-Length``
+or chunked, and may be gzip-encoded (Klaviyo's 5 MB cap counts the
+decompressed size).
+
+Pipeline for ``/api/`` requests, in this order (the order of checks that
+Klaviyo applies is not documented; this one is a choice):
+
+1. route: path (trailing slash optional) and method from the spec, else
+   404/405;
+2. fault drawn (:mod:`sandbox.faults`); a fault "before" is answered now;
+3. ``Authorization: Klaviyo-API-Key <key>``: wrong or missing scheme is 401
+   ``not_authenticated``, an unknown key 401 ``authentication_failed``;
+4. ``revision`` header: missing, malformed or unsupported is 400;
+5. scopes: 403 ``permission_denied``;
+6. rate limits: 429 ``throttled`` with ``Retry-After``;
+7. body media type (``application/vnd.api+json`` or ``application/json``,
+   else 415), size (over 5 MiB is 413), query parameters (400);
+8. the handler; a fault "after" now replaces the answer.
+
+``--latency-ms`` is slept before every ``/api/`` answer, outside any lock.
+One DEBUG log line per request gives method, path without query string,
+status and duration: never a key, never an email (filters with emails live in
+query strings, which are not logged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlsplit
+
+from sandbox import routes, routes_jobs
+from sandbox.admin import handle_admin, stats
+from sandbox.clock import Clock
+from sandbox.config import SandboxConfig
+from sandbox.context import Answer, App, Context, Handler, check_query
+from sandbox.errors import (
+    ApiError,
+    authentication_failed,
+    invalid_parameter,
+    method_not_allowed,
+    not_authenticated,
+    not_found,
+    payload_too_large,
+    permission_denied,
+    server_error,
+    throttled,
+    unsupported_media_type,
+)
+from sandbox.faults import GATEWAY_PAGE, Fault, FaultInjector
+from sandbox.jobs import MAX_PAYLOAD_BYTES, JobProcessor, JobRunner
+from sandbox.ratelimit import RateLimiter, TrafficStats
+from sandbox.spec import Operation, operations, revision_problem
+from sandbox.store import Account, Store
+
+log = logging.getLogger("sandbox")
+
+JSON_API = "application/vnd.api+json"
+_ACCEPTED_MEDIA = frozenset({JSON_API, "application/json"})
+_MAX_READ = 64 * 1024 * 1024
+_SCHEME = "Klaviyo-API-Key "
+HANDLERS: dict[str, Handler] = {**routes.HANDLERS, **routes_jobs.HANDLERS}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def build_app(config: SandboxConfig, clock: Clock | None = None) -> App:
+    """All shared state for one sandbox."""
+    clock = clock or Clock()
+    store = Store(config, clock)
+    stats_ = TrafficStats()
+    return App(
+        config=config,
+        clock=clock,
+        store=store,
+        processor=JobProcessor(store, config),
+        limiter=RateLimiter(config.rate_limit_scale, clock, stats_),
+        stats=stats_,
+        faults=FaultInjector(config.fault_rate, config.seed),
+    )
+
+
+def match_route(method: str, path: str) -> tuple[Operation, dict[str, str]]:
+    """The operation for ``method path`` or a 404/405."""
+    path_matched = False
+    for op in operations().values():
+        found = op.pattern.match(path)
+        if found is None:
+            continue
+        path_matched = True
+        if op.method == method:
+            return op, found.groupdict()
+    if path_matched:
+        raise method_not_allowed(method)
+    raise not_found("The requested resource was not found.")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def close_open_connections(self) -> None:
+        with self.sockets_lock:
+            for sock in list(self.open_sockets):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "klaviyo-sandbox"
+    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version
+    timeout = 120
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.sockets_lock:
+            self.server.open_sockets.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.sockets_lock:
+            self.server.open_sockets.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence http.server's own lines: they would include query strings."""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_DELETE = do_PUT = do_PATCH = do_GET
+
+    def _handle(self) -> None:
+        started = time.perf_counter()
+        split = urlsplit(self.path)
+        path = split.path
+        query = parse_qs(split.query, keep_blank_values=True)
+        status = "dropped"
+        try:
+            body = self._read_body()
+        except _BodyTooLarge:
+            self.close_connection = True
+            error = payload_too_large(MAX_PAYLOAD_BYTES)
+            self._send_json(error.status, error.body(), JSON_API, error.headers)
+            status = str(error.status)
+        except (OSError, ValueError):
+            self.close_connection = True
+            return
+        else:
+            if path.startswith("/_sandbox/") or path == "/_sandbox":
+                code, doc = handle_admin(self.server.app, self.command, path, query, body)
+                self._send_json(code, doc, "application/json", {})
+                status = str(code)
+            else:
+                status = self._api(path, split.query, query, body)
+        log.debug(
+            "%s %s %s %.1fms", self.command, path, status, (time.perf_counter() - started) * 1000
+        )
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                total += size
+                if total > _MAX_READ:
+                    raise _BodyTooLarge
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            body = b"".join(chunks)
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > _MAX_READ:
+                raise _BodyTooLarge
+            body = self.rfile.read(length) if length > 0 else b""
+        if body and self.headers.get("Content-Encoding", "").lower() == "gzip":
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = inflater.decompress(body, MAX_PAYLOAD_BYTES + 1)
+        return body
+
+    def _api(self, path: str, raw_query: str, query: dict[str, list[str]], body: bytes) -> str:
+        """Run the pipeline; returns the status label for stats and logs."""
+        app = self.server.app
+        op_label = "unknown"
+        fault: Fault | None = None
+        headers: dict[str, str] = {}
+        try:
+            op, params = match_route(self.command, path)
+            op_label = op.operation_id
+            fault = app.faults.draw(op.method in ("POST", "DELETE"))
+            if fault is not None and not fault.after_apply:
+                return self._fault(op_label, fault)
+            account = self._authenticate()
+            problem = revision_problem(self.headers.get("revision"))
+            if problem is not None:
+                raise _revision_error(problem, self.headers.get("revision"))
+            if not account.allows(op.scopes):
+                raise permission_denied()
+            decision = app.limiter.check(account.id, op, query)
+            if not decision.allowed:
+                raise throttled(decision.retry_after)
+            headers.update(decision.headers)
+            if op.has_body:
+                self._check_body(body)
+            check_query(op, query)
+            ctx = Context(
+                app=app,
+                op=op,
+                account=account,
+                path_params=params,
+                query=query,
+                query_items=parse_qsl(raw_query, keep_blank_values=True),
+                body=body,
+                base_url=self._base_url(),
+                path=path.rstrip("/"),
+            )
+            answer = HANDLERS[op.operation_id](ctx)
+        except ApiError as error:
+            answer = Answer(error.status, error.body(), error.headers)
+        if fault is not None:
+            return self._fault(op_label, fault)
+        headers.update(answer.headers)
+        self._delay()
+        self._send_json(answer.status, answer.document, JSON_API, headers)
+        app.stats.record_answer(op_label, str(answer.status))
+        return str(answer.status)
+
+    def _authenticate(self) -> Account:
+        value = self.headers.get("Authorization", "")
+        if not value.startswith(_SCHEME) or not value[len(_SCHEME) :].strip():
+            raise not_authenticated()
+        account = self.server.app.store.account_for_key(value[len(_SCHEME) :].strip())
+        if account is None:
+            raise authentication_failed()
+        return account
+
+    def _check_body(self, body: bytes) -> None:
+        media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if body and media not in _ACCEPTED_MEDIA:
+            raise unsupported_media_type(media or "none")
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise payload_too_large(MAX_PAYLOAD_BYTES)
+
+    def _base_url(self) -> str:
+        host = self.headers.get("Host")
+        if host:
+            return f"http://{host}"
+        address, port = self.server.server_address[:2]
+        return f"http://{address!s}:{port}"
+
+    def _delay(self) -> None:
+        latency = self.server.app.config.latency_ms
+        if latency > 0:
+            time.sleep(latency / 1000)
+
+    def _fault(self, op_label: str, fault: Fault) -> str:
+        stats_ = self.server.app.stats
+        stats_.record_fault(fault.label)
+        self._delay()
+        if fault.status is None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                # Linger 0: closing sends a TCP RST, "connection reset by peer".
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            stats_.record_answer(op_label, "dropped")
+            return "dropped"
+        if fault.status == 502:
+            self._send_bytes(502, GATEWAY_PAGE, "text/html", {})
+        else:
+            error = server_error(fault.status)
+            self._send_json(error.status, error.body(), JSON_API, {})
+        stats_.record_answer(op_label, str(fault.status))
+        return str(fault.status)
+
+    def _send_json(
+        self, status: int, document: dict[str, Any] | None, media: str, headers: dict[str, str]
+    ) -> None:
+        payload = None
+        if document is not None:
+            payload = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        self._send_bytes(status, payload, media, headers)
+
+    def _send_bytes(
+        self, status: int, payload: bytes | None, media: str, headers: dict[str, str]
+    ) -> None:
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if status != 204:
+                self.send_header("Content-Type", media)
+                self.send_header("Content-Length", str(len(payload or b"")))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if payload and status != 204:
+                self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+
+
+def _revision_error(problem: str, value: str | None) -> ApiError:
+    if problem == "missing":
+        return invalid_parameter(
+            "A 'revision' header is required (format: YYYY-MM-DD[.suffix]).", "revision"
+        )
+    if problem == "malformed":
+        return invalid_parameter(
+            "The 'revision' header must have the format YYYY-MM-DD[.suffix].", "revision"
+        )
+    return invalid_parameter(f"'{value}' is not a supported API revision.", "revision")
+
+
+class SandboxServer:
+    """A running sandbox: ``with SandboxServer(config) as server: server.base_url``."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.app = build_app(config, clock)
+        self._httpd = _Server((host, port), self.app)
+        self.host = host
+        self.port = int(self._httpd.server_address[1])
+        self._runner = JobRunner(self.app.processor)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> SandboxServer:
+        """Serve in background threads; returns self."""
+        if self._thread is None:
+            self._runner.start()
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, name="sandbox-http", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and the job thread."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+            self._runner.stop()
+        self._httpd.close_open_connections()
+        self._httpd.server_close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def account_id(self, api_key: str) -> str:
+        """The account id of a configured key (for tests; never sent over HTTP)."""
+        account = self.app.store.account_for_key(api_key)
+        if account is None:
+            raise KeyError("unknown API key")
+        return account.id
+
+    def stats(self) -> dict[str, Any]:
+        """What ``GET /_sandbox/stats`` answers."""
+        return stats(self.app)
