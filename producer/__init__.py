@@ -1,0 +1,1 @@
+"""Reads segments, checks and packs their rows into batches, and starts export runs."""
