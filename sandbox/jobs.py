@@ -109,9 +109,10 @@ class Job:
     _seen: set[str] = field(default_factory=set)
 
     def status(self, now: float) -> str:
+        """Strictly after ``start`` it is processing, so a job is queued when created."""
         if self.completed_at is not None:
             return "complete"
-        return "processing" if now >= self.start else "queued"
+        return "processing" if now > self.start else "queued"
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,8 @@ class JobProcessor:
     def _advance_job(self, account: Account, job: Job, now: float) -> None:
         if now < job.start:
             return
-        due = min(job.total, int((now - job.start) * self.per_second))
+        # The epsilon keeps float error (0.3 s * 10/s = 2.9999...) from losing a row.
+        due = min(job.total, int((now - job.start) * self.per_second + 1e-6))
         if job.rows is not None and due > job.processed:
             self._run_rows(account, job, job.rows, due, now)
         if job.processed >= job.total:

@@ -8,11 +8,16 @@ them. Like Klaviyo, every attribute a resource has is present (null when
 unknown) rather than left out, except where sparse fieldsets
 (``fields[<type>]=a,b``) ask for fewer.
 
+The spec marks some ``$ref`` properties ``nullable``, which OpenAPI 3.0 ignores
+next to a ``$ref``, so a strict validator refuses ``null`` there; the sandbox
+sends objects instead (``subscriptions`` channels, ``predictive_analytics``
+with null fields) and leaves out ``location.latitude``/``longitude`` while they
+are unknown (see ``_LOCATION_KEYS``).
+
 Choices where Klaviyo's exact answer is unknown: accounts describe a fictional
-"Klaviyo Sandbox" organisation; lists use ``single_opt_in``; the
-``subscriptions`` additional field reports email marketing as never
-subscribed (bulk import does not subscribe anyone); ``predictive_analytics``
-is null.
+"Klaviyo Sandbox" test account; lists use ``single_opt_in``; the
+``subscriptions`` additional field reports every channel as never subscribed
+(bulk import does not collect consent).
 """
 
 from __future__ import annotations
@@ -24,17 +29,22 @@ from sandbox.clock import Clock
 from sandbox.jobs import ImportErrorRecord, Job
 from sandbox.store import Account, ListRecord, Profile
 
-_LOCATION_KEYS = (
-    "address1",
-    "address2",
-    "city",
-    "country",
-    "latitude",
-    "longitude",
-    "region",
-    "zip",
-    "timezone",
-    "ip",
+# Location keys that are always present (null when unknown). ``latitude`` and
+# ``longitude`` appear only when set: the spec declares them ``nullable`` next
+# to a ``oneOf`` without ``type``, which under OpenAPI 3.0.3 rules does not
+# admit null, so a strict validator would refuse ``"latitude": null``.
+_LOCATION_KEYS = ("address1", "address2", "city", "country", "region", "zip", "timezone", "ip")
+_PREDICTIVE_KEYS = (
+    "historic_clv",
+    "predicted_clv",
+    "total_clv",
+    "historic_number_of_orders",
+    "predicted_number_of_orders",
+    "average_days_between_orders",
+    "average_order_value",
+    "churn_probability",
+    "expected_date_of_next_order",
+    "ranked_channel_affinity",
 )
 _TEXT_ATTRIBUTES = ("first_name", "last_name", "organization", "locale", "title", "image")
 
@@ -112,7 +122,7 @@ def profile_resource(
     additional: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     extra = profile.extra or {}
-    location = dict.fromkeys(_LOCATION_KEYS)
+    location: dict[str, Any] = dict.fromkeys(_LOCATION_KEYS)
     location.update(extra.get("location") or {})
     attributes: dict[str, Any] = {
         "email": profile.email,
@@ -133,7 +143,7 @@ def profile_resource(
     if "subscriptions" in additional:
         attributes["subscriptions"] = _subscriptions()
     if "predictive_analytics" in additional:
-        attributes["predictive_analytics"] = None
+        attributes["predictive_analytics"] = dict.fromkeys(_PREDICTIVE_KEYS)
     return {
         "type": "profile",
         "id": profile.id,
@@ -147,12 +157,14 @@ def profile_resource(
 
 
 def _subscriptions() -> dict[str, Any]:
+    """Never subscribed anywhere: bulk import does not collect consent."""
+    never = {"consent": "NEVER_SUBSCRIBED", "consent_timestamp": None}
+    sms_detail = {"method": None, "method_detail": None, "last_updated": None}
     return {
         "email": {
             "marketing": {
                 "can_receive_email_marketing": False,
-                "consent": "NEVER_SUBSCRIBED",
-                "consent_timestamp": None,
+                **never,
                 "last_updated": None,
                 "method": None,
                 "method_detail": None,
@@ -162,13 +174,16 @@ def _subscriptions() -> dict[str, Any]:
                 "list_suppressions": [],
             }
         },
-        "sms": None,
-        "mobile_push": None,
+        "sms": {
+            "marketing": {"can_receive_sms_marketing": False, **never, **sms_detail},
+            "transactional": {"can_receive_sms_transactional": False, **never, **sms_detail},
+        },
+        "mobile_push": {"marketing": {"can_receive_push_marketing": False, **never}},
     }
 
 
 def job_resource(job: Job, base: str, clock: Clock, now: float) -> dict[str, Any]:
-    started = now >= job.start
+    started = now > job.start or job.completed_at is not None
     return {
         "type": "profile-bulk-import-job",
         "id": job.id,

@@ -135,7 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
     timeout = 120
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle's
+    # algorithm and the client's delayed ACK stall every keep-alive answer ~40 ms.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
@@ -375,7 +379,10 @@ class SandboxServer:
         if self._thread is None:
             self._runner.start()
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, name="sandbox-http", daemon=True
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="sandbox-http",
+                daemon=True,
             )
             self._thread.start()
         return self
