@@ -1,0 +1,99 @@
+"""Store-level behaviour: ids, accounts, lists and membership."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from sandbox.clock import ManualClock
+from sandbox.config import SandboxConfig
+from sandbox.ids import IdFactory
+from sandbox.store import Store
+
+ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def test_ids_look_like_klaviyo_ids() -> None:
+    ids = IdFactory(random.Random(1), ManualClock())
+    assert ULID.match(ids.ulid())
+    assert re.match(r"^[A-Za-z0-9]{6}$", ids.short())
+    assert re.match(
+        r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", ids.uuid()
+    )
+    many = {ids.ulid() for _ in range(10_000)}
+    assert len(many) == 10_000
+
+
+def test_seeded_ids_repeat() -> None:
+    clock = ManualClock()
+    first = IdFactory(random.Random(42), clock)
+    second = IdFactory(random.Random(42), clock)
+    assert [first.ulid() for _ in range(5)] == [second.ulid() for _ in range(5)]
+
+
+def test_each_key_is_its_own_account_with_the_seeded_lists() -> None:
+    config = SandboxConfig(
+        api_keys={"pk_a": None, "pk_b": frozenset({"lists:read"})},
+        lists={"Y6nRLr": "Newsletter"},
+        seed=3,
+    )
+    store = Store(config, ManualClock())
+    a, b = store.account_for_key("pk_a"), store.account_for_key("pk_b")
+    assert a is not None
+    assert b is not None
+    assert a is not b
+    assert store.account_for_key("pk_c") is None
+    assert set(a.lists) == set(b.lists) == {"Y6nRLr"}
+    assert a.lists["Y6nRLr"] is not b.lists["Y6nRLr"]
+    assert a.allows(frozenset({"profiles:write"}))
+    assert not b.allows(frozenset({"lists:read", "profiles:read"}))
+    assert Store(config, ManualClock()).accounts.keys() == store.accounts.keys()
+
+
+def test_create_list_in_one_or_all_accounts() -> None:
+    store = Store(SandboxConfig(api_keys={"pk_a": None, "pk_b": None}), ManualClock())
+    a, b = list(store.accounts)
+    list_id = store.create_list("Fresh", None, [a, b])
+    assert re.match(r"^[A-Za-z0-9]{6}$", list_id)
+    assert list_id in store.accounts[a].lists
+    assert list_id in store.accounts[b].lists
+    store.create_list("Only A", "OnlyA1", [a])
+    assert "OnlyA1" not in store.accounts[b].lists
+    with pytest.raises(ValueError, match="already exists"):
+        store.create_list("Again", "OnlyA1", [a])
+
+
+def test_membership_changes_touch_updated_only_when_something_changes() -> None:
+    clock = ManualClock()
+    store = Store(SandboxConfig(api_keys={"pk": None}, lists={"L1": "L"}), clock)
+    account = store.accounts[next(iter(store.accounts))]
+    profile = store.upsert(account, {"email": "a@x.com"}, None, clock.now())
+    assert not isinstance(profile, str)
+    record = account.lists["L1"]
+    clock.advance(5)
+    store.set_membership(account, record, [profile.id], add=True)
+    assert record.updated == clock.now()
+    clock.advance(5)
+    store.set_membership(account, record, [profile.id], add=True)
+    assert record.updated == clock.now() - 5
+    store.set_membership(account, record, [profile.id], add=False)
+    assert len(record.members) == 0
+    assert record.updated == clock.now()
+
+
+def test_upsert_by_phone_and_external_id_and_email_change_by_id() -> None:
+    clock = ManualClock()
+    store = Store(SandboxConfig(api_keys={"pk": None}), clock)
+    account = store.accounts[next(iter(store.accounts))]
+    first = store.upsert(account, {"phone_number": "+15005550006"}, None, clock.now())
+    again = store.upsert(
+        account, {"phone_number": "+15005550006", "external_id": "c-1"}, None, clock.now()
+    )
+    assert again is first
+    assert store.upsert(account, {"external_id": "c-1", "email": "x@y.com"}, None, 0.0) is first
+    assert not isinstance(first, str)
+    moved = store.upsert(account, {"email": "new@y.com"}, first.id, clock.now())
+    assert moved is first
+    assert set(account.by_email) == {"new@y.com"}
