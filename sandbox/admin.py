@@ -104,8 +104,7 @@ def stats(app: App) -> dict[str, Any]:
     return document
 
 
-def _account(app: App, query: dict[str, list[str]]) -> Account:
-    wanted = query.get("account", [None])[-1]
+def _account(app: App, wanted: str | None) -> Account:
     if wanted is None:
         if len(app.store.accounts) != 1:
             raise AdminError(
@@ -119,9 +118,14 @@ def _account(app: App, query: dict[str, list[str]]) -> Account:
 
 
 def _list_members(app: App, list_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
+    return list_members(app, list_id, query.get("account", [None])[-1])
+
+
+def list_members(app: App, list_id: str, account_id: str | None = None) -> dict[str, Any]:
+    """A list and all its members' emails (also :meth:`SandboxServer.list_emails`)."""
     with app.store.lock:
         app.processor.advance(app.clock.now())
-        account = _account(app, query)
+        account = _account(app, account_id)
         record = account.lists.get(list_id)
         if record is None:
             raise AdminError(404, f"no list {list_id} in account {account.id}")

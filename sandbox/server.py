@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from sandbox import routes, routes_jobs
-from sandbox.admin import handle_admin, stats
+from sandbox.admin import AdminError, handle_admin, list_members, stats
 from sandbox.clock import Clock
 from sandbox.config import SandboxConfig
 from sandbox.context import Answer, App, Context, Handler, check_query
@@ -413,3 +413,11 @@ class SandboxServer:
     def stats(self) -> dict[str, Any]:
         """What ``GET /_sandbox/stats`` answers."""
         return stats(self.app)
+
+    def list_emails(self, list_id: str, account_id: str | None = None) -> list[str]:
+        """Every member's email, in joining order (``account_id`` only if several)."""
+        try:
+            emails: list[str] = list_members(self.app, list_id, account_id)["emails"]
+        except AdminError as exc:
+            raise KeyError(exc.message) from None
+        return emails

@@ -91,6 +91,11 @@ def test_whole_list_dump(server: SandboxServer) -> None:
     assert dump["emails"] == wanted
     other = admin(server, f"/_sandbox/lists/{LIST_ID}?account={server.account_id(OTHER_KEY)}")
     assert other.json()["emails"] == []
+    assert server.list_emails(LIST_ID, server.account_id(API_KEY)) == wanted
+    with pytest.raises(KeyError):
+        server.list_emails(LIST_ID)  # two accounts: which one?
+    with pytest.raises(KeyError):
+        server.list_emails("Nope99", server.account_id(API_KEY))
     assert admin(server, "/_sandbox/lists/Nope99?account=x").status_code == 404
 
 
