@@ -1,51 +1,56 @@
-"""The ``klaviyo-export`` command: one entry point, one subcommand per job.
+"""The ``klaviyo-export`` command: one entry point, one module per group of commands.
 
-Each subcommand lives with the package that owns it and contributes two
-functions, ``add_arguments(parser)`` and ``run(args) -> int``; this module only
-wires them together, so that ``--help`` works everywhere.
+Each module in ``klaviyo_export.commands`` has ``register(subparsers)`` and
+sets ``_run`` on the parsers it adds. Errors the user can fix are printed as
+one line naming what is wrong (exit 2); no traceback, no secret.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import Protocol, cast
 
+from klaviyo_client import KlaviyoError
 from klaviyo_export import __version__
+from klaviyo_export.commands.output import fail
+from klaviyo_export.errors import ExportError
 
-
-class Command(Protocol):
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
-    def run(self, args: argparse.Namespace) -> int: ...
-
-
-COMMANDS: dict[str, tuple[str, str]] = {
-    # name: (module that implements it, one-line summary)
-    "sandbox": ("sandbox.cli", "run a local Klaviyo (the sandbox) for tests and demos"),
-}
+COMMAND_MODULES = (
+    "klaviyo_export.commands.config",
+    "klaviyo_export.commands.runs",
+    "klaviyo_export.commands.demo",
+    "klaviyo_export.commands.sandbox",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="klaviyo-export",
         description="Export customer segments into Klaviyo lists.",
+        epilog="Configuration comes from the environment: REDIS_URL, KLAVIYO_BASE_URL, "
+        "KLAVIYO_EXPORT_SECRET_KEY (see README).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, summary) in COMMANDS.items():
-        command = cast(Command, importlib.import_module(module))
-        child = sub.add_parser(name, help=summary, description=summary)
-        command.add_arguments(child)
-        child.set_defaults(_run=command.run)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("KLAVIYO_EXPORT_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args))
+    except (ExportError, KlaviyoError) as exc:
+        return fail(str(exc))
     except KeyboardInterrupt:
         return 130
 

@@ -20,6 +20,8 @@ from array import array
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
+from klaviyo_client.constants import MAX_PROFILE_BYTES as MAX_PROFILE_BYTES_KLAVIYO
+
 KLAVIYO_ATTRIBUTES: Final = frozenset(
     {
         "email",
@@ -36,7 +38,7 @@ KLAVIYO_ATTRIBUTES: Final = frozenset(
 )
 """Profile attributes Klaviyo knows; any other target name goes under ``properties``."""
 
-MAX_PROFILE_BYTES: Final = 100_000
+MAX_PROFILE_BYTES: Final = MAX_PROFILE_BYTES_KLAVIYO
 """Klaviyo's per-profile limit on bulk import (100 KB, read as decimal: the safe side)."""
 MAX_EMAIL_LENGTH: Final = 254
 MAX_LOCAL_PART_LENGTH: Final = 64

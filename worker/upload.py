@@ -28,10 +28,10 @@ from klaviyo_client import (
     RetriableError,
     ThrottledError,
 )
+from klaviyo_export.context import Context
 from klaviyo_export.errors import NotFound
 from klaviyo_export.runs import Runs
 from schemas.contracts import VERSION
-from worker.context import WorkerContext
 
 MAX_TRANSIENT_ATTEMPTS: Final = 8
 """Transient errors (5xx, resets, timeouts) tolerated per batch before it fails."""
@@ -71,7 +71,7 @@ def poll_delay(polls: int) -> float:
     return min(30.0, 0.5 * 1.6**polls)
 
 
-def upload_batch(ctx: WorkerContext, run_id: str, number: int) -> dict[str, Any]:
+def upload_batch(ctx: Context, run_id: str, number: int) -> dict[str, Any]:
     runs = ctx.runs
     recorded = runs.batch_result(run_id, number)
     if recorded is not None:

@@ -1,0 +1,1 @@
+"""Subcommands of ``klaviyo-export``; each module has ``register(subparsers)``."""

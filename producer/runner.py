@@ -1,0 +1,132 @@
+"""Start a run: check the destination, read the segment once, launch the chord.
+
+The segment is streamed: one batch is in memory at a time, and batches go to
+Redis as they fill. The chord is launched only after the whole segment has
+been read and stored, so a source that breaks halfway exports nothing.
+Every row ends up counted: rejected here (with its reason), or submitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from klaviyo_client import FatalError, KlaviyoError, NotFoundError
+from klaviyo_export.context import Context
+from klaviyo_export.errors import ExportError, SourceError
+from klaviyo_export.store import Export
+from producer.batches import BatchPacker
+from producer.dispatch import launch_run
+from producer.profiles import EmailDeduplicator, ProfileMapper, Rejection
+from producer.sources import RowError, open_source
+
+log = logging.getLogger(__name__)
+
+REJECTION_FLUSH: Final = 1000
+PROGRESS_EVERY: Final = 50_000
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    export_id: str
+    source: str
+    format: str | None = None
+    requested_by: str = "cli"
+
+
+def start_run(
+    ctx: Context,
+    request: RunRequest,
+    on_progress: Callable[[int], None] | None = None,
+) -> str:
+    """Record a run, read and store its batches, launch it; returns the run id.
+
+    A run that cannot start (bad key, unknown list, unreadable source) is
+    recorded as ``failed`` with the reason, and its id is still returned.
+    """
+    export = ctx.store.get_export(request.export_id)
+    run_id = ctx.runs.create(export.id, request.source, request.requested_by)
+    try:
+        _preflight(ctx, export)
+        rows_read, submitted, batches = _read_and_store(ctx, run_id, export, request, on_progress)
+    except (ExportError, KlaviyoError) as exc:
+        ctx.runs.finish(run_id, status="failed", message=str(exc))
+        return run_id
+    ctx.runs.mark_running(run_id, rows_read=rows_read, submitted=submitted, batches=batches)
+    if batches == 0:
+        ctx.runs.finish(run_id)
+    else:
+        launch_run(ctx.settings, run_id, batches)
+    return run_id
+
+
+def _preflight(ctx: Context, export: Export) -> None:
+    """Fail fast, before reading anything, on a bad key or an unknown list."""
+    client = ctx.klaviyo(export.connection_id)
+    try:
+        client.get_list(export.list_id)
+    except NotFoundError:
+        raise ExportError(f"Klaviyo list {export.list_id} does not exist (404)") from None
+    except FatalError as exc:
+        raise ExportError(
+            f"Klaviyo refused the connection's API key ({exc.status} {exc.code}): {exc.message}"
+        ) from None
+
+
+def _read_and_store(
+    ctx: Context,
+    run_id: str,
+    export: Export,
+    request: RunRequest,
+    on_progress: Callable[[int], None] | None,
+) -> tuple[int, int, int]:
+    mapper = ProfileMapper(export.email_field, export.properties)
+    seen = EmailDeduplicator()
+    packer = BatchPacker(max_profiles=ctx.settings.batch_profiles)
+    rejected: list[dict[str, Any]] = []
+    rows_read = submitted = batches = 0
+
+    def reject(row: int, field: str | None, code: str, reason: str) -> None:
+        rejected.append({"row": row, "field": field, "code": code, "reason": reason})
+        if len(rejected) >= REJECTION_FLUSH:
+            ctx.runs.add_rejections(run_id, rejected)
+            rejected.clear()
+
+    def store(batch: Any) -> None:
+        nonlocal batches, submitted
+        ctx.runs.store_batch(run_id, batch.number, batch.profiles_json, batch.rows)
+        batches += 1
+        submitted += len(batch.rows)
+
+    source = open_source(request.source, request.format)
+    with source:
+        if source.columns is not None and export.email_field not in source.columns:
+            raise SourceError(
+                f"{request.source}: no column {export.email_field!r} (the export's email field); "
+                f"columns are {', '.join(source.columns)}"
+            )
+        for row, record in source:
+            rows_read += 1
+            if on_progress is not None and rows_read % PROGRESS_EVERY == 0:
+                on_progress(rows_read)
+                ctx.runs.set_progress(run_id, rows_read)
+            if isinstance(record, RowError):
+                reject(row, None, "malformed_row", record.reason)
+                continue
+            mapped = mapper.map(row, record)
+            if isinstance(mapped, Rejection):
+                reject(row, mapped.field, mapped.code, mapped.reason)
+                continue
+            if seen.seen_before(mapped.email):
+                reject(row, export.email_field, "duplicate", "duplicate of an earlier row's email")
+                continue
+            finished = packer.add(mapped.profile_json, row)
+            if finished is not None:
+                store(finished)
+    last = packer.flush()
+    if last is not None:
+        store(last)
+    ctx.runs.add_rejections(run_id, rejected)
+    return rows_read, submitted, batches
