@@ -7,20 +7,11 @@ connection in its own thread. Request bodies may come with ``Content-Length``
 or chunked, and may be gzip-encoded (Klaviyo's 5 MB cap counts the
 decompressed size).
 
-Pipeline for ``/api/`` requests, in this order (the order of checks that
-Klaviyo applies is not documented; this one is a choice):
-
-1. route: path (trailing slash optional) and method from the spec, else
-   404/405;
-2. fault drawn (:mod:`sandbox.faults`); a fault "before" is answered now;
-3. ``Authorization: Klaviyo-API-Key <key>``: wrong or missing scheme is 401
-   ``not_authenticated``, an unknown key 401 ``authentication_failed``;
-4. ``revision`` header: missing, malformed or unsupported is 400;
-5. scopes: 403 ``permission_denied``;
-6. rate limits: 429 ``throttled`` with ``Retry-After``;
-7. body media type (``application/vnd.api+json`` or ``application/json``,
-   else 415), size (over 5 MiB is 413), query parameters (400);
-8. the handler; a fault "after" now replaces the answer.
+Each ``/api/`` request: the route is matched, a fault drawn
+(:mod:`sandbox.faults`); a fault "before" is answered at once; otherwise the
+checks of :func:`sandbox.pipeline.admit` run, then the operation's handler,
+and a fault "after" replaces its answer. An unexpected exception in a handler
+becomes a JSON:API 500 (and one logged traceback), as a bug in Klaviyo would.
 
 ``--latency-ms`` is slept before every ``/api/`` answer, outside any lock.
 One DEBUG log line per request gives method, path without query string,
@@ -42,72 +33,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
-from sandbox import routes, routes_jobs
 from sandbox.admin import AdminError, handle_admin, list_members, stats
 from sandbox.clock import Clock
 from sandbox.config import SandboxConfig
-from sandbox.context import Answer, App, Context, Handler, check_query
-from sandbox.errors import (
-    ApiError,
-    authentication_failed,
-    invalid_parameter,
-    method_not_allowed,
-    not_authenticated,
-    not_found,
-    payload_too_large,
-    permission_denied,
-    server_error,
-    throttled,
-    unsupported_media_type,
-)
-from sandbox.faults import GATEWAY_PAGE, Fault, FaultInjector
-from sandbox.jobs import MAX_PAYLOAD_BYTES, JobProcessor, JobRunner
-from sandbox.ratelimit import RateLimiter, TrafficStats
-from sandbox.spec import Operation, operations, revision_problem
-from sandbox.store import Account, Store
+from sandbox.context import Answer, App, Context
+from sandbox.errors import ApiError, payload_too_large, server_error
+from sandbox.faults import GATEWAY_PAGE, Fault
+from sandbox.jobs import MAX_PAYLOAD_BYTES, JobRunner
+from sandbox.pipeline import HANDLERS, admit, build_app, match_route
 
 log = logging.getLogger("sandbox")
 
 JSON_API = "application/vnd.api+json"
-_ACCEPTED_MEDIA = frozenset({JSON_API, "application/json"})
 _MAX_READ = 64 * 1024 * 1024
-_SCHEME = "Klaviyo-API-Key "
-HANDLERS: dict[str, Handler] = {**routes.HANDLERS, **routes_jobs.HANDLERS}
 
 
 class _BodyTooLarge(Exception):
     pass
-
-
-def build_app(config: SandboxConfig, clock: Clock | None = None) -> App:
-    """All shared state for one sandbox."""
-    clock = clock or Clock()
-    store = Store(config, clock)
-    stats_ = TrafficStats()
-    return App(
-        config=config,
-        clock=clock,
-        store=store,
-        processor=JobProcessor(store, config),
-        limiter=RateLimiter(config.rate_limit_scale, clock, stats_),
-        stats=stats_,
-        faults=FaultInjector(config.fault_rate, config.seed),
-    )
-
-
-def match_route(method: str, path: str) -> tuple[Operation, dict[str, str]]:
-    """The operation for ``method path`` or a 404/405."""
-    path_matched = False
-    for op in operations().values():
-        found = op.pattern.match(path)
-        if found is None:
-            continue
-        path_matched = True
-        if op.method == method:
-            return op, found.groupdict()
-    if path_matched:
-        raise method_not_allowed(method)
-    raise not_found("The requested resource was not found.")
 
 
 class _Server(ThreadingHTTPServer):
@@ -221,27 +163,19 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         try:
             op, params = match_route(self.command, path)
-            op_label = op.operation_id
-            fault = app.faults.draw(op.method in ("POST", "DELETE"))
-            if fault is not None and not fault.after_apply:
-                return self._fault(op_label, fault)
-            account = self._authenticate()
-            problem = revision_problem(self.headers.get("revision"))
-            if problem is not None:
-                raise _revision_error(problem, self.headers.get("revision"))
-            if not account.allows(op.scopes):
-                raise permission_denied()
-            decision = app.limiter.check(account.id, op, query)
-            if not decision.allowed:
-                raise throttled(decision.retry_after)
-            headers.update(decision.headers)
-            if op.has_body:
-                self._check_body(body)
-            check_query(op, query)
+        except ApiError as error:
+            return self._answer(op_label, Answer(error.status, error.body()), headers)
+        op_label = op.operation_id
+        fault = app.faults.draw(op.method in ("POST", "DELETE"))
+        if fault is not None and not fault.after_apply:
+            return self._fault(op_label, fault)
+        try:
+            admission = admit(app, op, self.headers, query, body)
+            headers.update(admission.headers)
             ctx = Context(
                 app=app,
                 op=op,
-                account=account,
+                account=admission.account,
                 path_params=params,
                 query=query,
                 query_items=parse_qsl(raw_query, keep_blank_values=True),
@@ -252,29 +186,22 @@ class _Handler(BaseHTTPRequestHandler):
             answer = HANDLERS[op.operation_id](ctx)
         except ApiError as error:
             answer = Answer(error.status, error.body(), error.headers)
+        except Exception:
+            log.exception("sandbox error in %s", op_label)
+            failure = server_error(500)
+            answer = Answer(failure.status, failure.body(), {})
         if fault is not None:
             return self._fault(op_label, fault)
+        return self._answer(op_label, answer, headers)
+
+    def _answer(self, op_label: str, answer: Answer, headers: dict[str, str]) -> str:
         headers.update(answer.headers)
         self._delay()
+        # Count before sending: a client that reads the stats right after its
+        # answer must find that answer counted.
+        self.server.app.stats.record_answer(op_label, str(answer.status))
         self._send_json(answer.status, answer.document, JSON_API, headers)
-        app.stats.record_answer(op_label, str(answer.status))
         return str(answer.status)
-
-    def _authenticate(self) -> Account:
-        value = self.headers.get("Authorization", "")
-        if not value.startswith(_SCHEME) or not value[len(_SCHEME) :].strip():
-            raise not_authenticated()
-        account = self.server.app.store.account_for_key(value[len(_SCHEME) :].strip())
-        if account is None:
-            raise authentication_failed()
-        return account
-
-    def _check_body(self, body: bytes) -> None:
-        media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if body and media not in _ACCEPTED_MEDIA:
-            raise unsupported_media_type(media or "none")
-        if len(body) > MAX_PAYLOAD_BYTES:
-            raise payload_too_large(MAX_PAYLOAD_BYTES)
 
     def _base_url(self) -> str:
         host = self.headers.get("Host")
@@ -301,12 +228,12 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             stats_.record_answer(op_label, "dropped")
             return "dropped"
+        stats_.record_answer(op_label, str(fault.status))
         if fault.status == 502:
             self._send_bytes(502, GATEWAY_PAGE, "text/html", {})
         else:
             error = server_error(fault.status)
             self._send_json(error.status, error.body(), JSON_API, {})
-        stats_.record_answer(op_label, str(fault.status))
         return str(fault.status)
 
     def _send_json(
@@ -334,18 +261,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
         except OSError:
             self.close_connection = True
-
-
-def _revision_error(problem: str, value: str | None) -> ApiError:
-    if problem == "missing":
-        return invalid_parameter(
-            "A 'revision' header is required (format: YYYY-MM-DD[.suffix]).", "revision"
-        )
-    if problem == "malformed":
-        return invalid_parameter(
-            "The 'revision' header must have the format YYYY-MM-DD[.suffix].", "revision"
-        )
-    return invalid_parameter(f"'{value}' is not a supported API revision.", "revision")
 
 
 class SandboxServer:
