@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import redis
 
 from klaviyo_client import ClientSettings, KlaviyoClient
+from klaviyo_client.client import BeforeRequest
 from klaviyo_export.runs import Runs
 from klaviyo_export.secrets import SecretBox
 from klaviyo_export.settings import Settings
@@ -36,6 +37,12 @@ class Context:
             client_settings=ClientSettings.from_env(env),
         )
 
-    def klaviyo(self, connection_id: str) -> KlaviyoClient:
+    def klaviyo(
+        self, connection_id: str, before_request: BeforeRequest | None = None
+    ) -> KlaviyoClient:
         """A client with the connection's key (decrypted here, held nowhere else)."""
-        return KlaviyoClient(self.store.connection_api_key(connection_id), self.client_settings)
+        return KlaviyoClient(
+            self.store.connection_api_key(connection_id),
+            self.client_settings,
+            before_request=before_request,
+        )

@@ -65,3 +65,13 @@ def batch(run_id: str, number: int) -> str:
 def batch_state(run_id: str, number: int) -> str:
     """Hash: a batch's progress (Klaviyo job id, attempts) for idempotent redelivery."""
     return f"{PREFIX}run:{run_id}:batch:{number}:state"
+
+
+def rate_log(account: str, operation: str) -> str:
+    """Zset: admission times of recent requests (the shared rate limiter's log)."""
+    return f"{PREFIX}rl:{account}:{operation}"
+
+
+def rate_cooldown(account: str, operation: str) -> str:
+    """String with a TTL: while it exists, nobody calls ``operation`` (after a 429)."""
+    return f"{PREFIX}rl:{account}:{operation}:cooldown"

@@ -31,13 +31,17 @@ from klaviyo_client import (
 from klaviyo_export.context import Context
 from klaviyo_export.errors import NotFound
 from klaviyo_export.runs import Runs
+from klaviyo_export.store import Connection
 from schemas.contracts import VERSION
+from worker.ratelimit import RateLimiter, headroom_from_env
 
 MAX_TRANSIENT_ATTEMPTS: Final = 8
 """Transient errors (5xx, resets, timeouts) tolerated per batch before it fails."""
 JOB_DEADLINE_SECONDS: Final = 3600
 """A Klaviyo job not complete this long after submission fails its batch."""
 MAX_BACKOFF_SECONDS: Final = 120.0
+MAX_RATE_SLEEP: Final = 1.0
+"""A rate-limit wait up to this long is slept; a longer one re-schedules the task."""
 
 
 class RetryLater(Exception):
@@ -92,11 +96,40 @@ def upload_batch(ctx: Context, run_id: str, number: int) -> dict[str, Any]:
         return _fail_all(
             runs, batch, "not_sent", "not sent: the export was removed", status="cancelled"
         )
-    client = ctx.klaviyo(export.connection_id)
-    return _advance(runs, client, batch, export.list_id)
+    connection = ctx.store.get_connection(export.connection_id)
+    quota = Quota(RateLimiter(ctx.redis, headroom_from_env()), _account_key(connection))
+    client = ctx.klaviyo(connection.id, before_request=quota.before_request)
+    return _advance(runs, client, quota, batch, export.list_id)
 
 
-def _advance(runs: Runs, client: KlaviyoClient, batch: Batch, list_id: str) -> dict[str, Any]:
+def _account_key(connection: Connection) -> str:
+    """Klaviyo counts per account: connections to one account share a quota."""
+    return connection.account_id or f"connection-{connection.id}"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The shared rate limit, as the client's ``before_request`` hook."""
+
+    limiter: RateLimiter
+    account: str
+
+    def before_request(self, operation: str) -> None:
+        wait = self.limiter.acquire(self.account, operation, max_sleep=MAX_RATE_SLEEP)
+        if wait:
+            raise RetryLater(wait + random.uniform(0, 0.25), f"rate limit on {operation}")
+
+    def throttled(self, operation: str | None, retry_after: float | None, attempt: int) -> float:
+        """A 429: every worker waits out Retry-After (or a backoff) for this operation."""
+        wait = retry_after if retry_after is not None else backoff(attempt)
+        if operation:
+            self.limiter.cooldown(self.account, operation, wait)
+        return wait
+
+
+def _advance(
+    runs: Runs, client: KlaviyoClient, quota: Quota, batch: Batch, list_id: str
+) -> dict[str, Any]:
     state = runs.batch_state(batch.run_id, batch.number)
     job_id = state.get("job_id")
     attempts = int(state.get("attempts", 0))
@@ -120,7 +153,7 @@ def _advance(runs: Runs, client: KlaviyoClient, batch: Batch, list_id: str) -> d
             return _fail_all(runs, batch, "job_cancelled", f"Klaviyo cancelled job {job_id}")
         errors = list(client.iter_import_errors(job_id)) if job.failed_count else []
     except ThrottledError as exc:
-        wait = exc.retry_after if exc.retry_after is not None else backoff(attempts + 1)
+        wait = quota.throttled(exc.operation, exc.retry_after, attempts + 1)
         raise RetryLater(wait + random.uniform(0, 0.5), "throttled by Klaviyo") from None
     except RetriableError as exc:
         attempts += 1
