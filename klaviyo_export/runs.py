@@ -40,6 +40,8 @@ redis.call('HINCRBY', KEYS[2], 'imported', ARGV[4])
 redis.call('HINCRBY', KEYS[2], 'failed', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'batches_done', 1)
 redis.call('HINCRBY', KEYS[2], 'batches_' .. ARGV[3], 1)
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[2], 'updated_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
 for i = 7, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
 if tonumber(ARGV[6]) == 0 then
   redis.call('DEL', KEYS[4], KEYS[5])
@@ -101,16 +103,21 @@ class Runs:
         )
 
     def mark_running(self, run_id: str, rows_read: int, submitted: int, batches: int) -> None:
-        self.redis.hset(
+        now = repr(time.time())
+        pipe = self.redis.pipeline()
+        pipe.hset(
             keys.run(run_id),
             mapping={
                 "status": "running",
                 "rows_read": rows_read,
                 "submitted": submitted,
                 "batches_total": batches,
-                "started_at": repr(time.time()),
+                "started_at": now,
+                "updated_at": now,
             },
         )
+        pipe.sadd(keys.RUNS_ACTIVE, run_id)
+        pipe.execute()
 
     def set_progress(self, run_id: str, rows_read: int) -> None:
         self.redis.hset(keys.run(run_id), "rows_read", rows_read)
@@ -201,6 +208,7 @@ class Runs:
         )
         for key in (keys.run_rejected(run_id), keys.run_failed(run_id)):
             pipe.expire(key, REPORT_TTL)
+        pipe.srem(keys.RUNS_ACTIVE, run_id)
         pipe.execute()
         return self.status(run_id)
 
@@ -236,6 +244,26 @@ class Runs:
         key = keys.export_runs(export_id) if export_id else keys.RUNS
         ids = [text(i) for i in self.redis.zrevrange(key, 0, limit - 1)]  # type: ignore[arg-type]
         return [self.status(i) for i in ids if self.redis.exists(keys.run(i))]
+
+    def active(self) -> list[str]:
+        """Runs whose batches are uploading, oldest first."""
+        return sorted(text(m) for m in self.redis.smembers(keys.RUNS_ACTIVE))
+
+    def updated_at(self, run_id: str) -> float:
+        """When the run last made progress (started, or a batch finished)."""
+        raw = self.redis.hget(keys.run(run_id), "updated_at")
+        return float(text(raw)) if raw else 0.0
+
+    def missing_batches(self, run_id: str) -> list[int]:
+        total = int(self.redis.hget(keys.run(run_id), "batches_total") or 0)
+        done = {int(text(n)) for n in self.redis.hkeys(keys.run_batch_results(run_id))}
+        return [n for n in range(total) if n not in done]
+
+    def touch(self, run_id: str) -> None:
+        self.redis.hset(keys.run(run_id), "updated_at", repr(time.time()))
+
+    def count_resend(self, run_id: str) -> int:
+        return int(self.redis.hincrby(keys.run(run_id), "watchdog_resends", 1))
 
     def rejected_rows(self, run_id: str) -> list[dict[str, Any]]:
         return [json.loads(r) for r in self.redis.lrange(keys.run_rejected(run_id), 0, -1)]

@@ -13,6 +13,10 @@ Options (environment variable, default):
 - ``KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN`` (100000): the default per-export cap,
   the reference product's limit; 0 means no cap.
 - ``KLAVIYO_EXPORT_BATCH_PROFILES`` (10000): profiles per bulk import job.
+- ``KLAVIYO_EXPORT_VISIBILITY_TIMEOUT`` (1800 s, Redis broker): how long a
+  message taken by a worker that then vanished stays invisible before Redis
+  delivers it again. Lower means faster recovery from a lost worker; every
+  task countdown is kept well under it (see ``worker.config``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Settings:
     secret_key: str | None
     max_profiles_per_run: int
     batch_profiles: int
+    visibility_timeout: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,9 +49,12 @@ class Settings:
             secret_key=env.get("KLAVIYO_EXPORT_SECRET_KEY") or None,
             max_profiles_per_run=int(env.get("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN", "100000")),
             batch_profiles=int(env.get("KLAVIYO_EXPORT_BATCH_PROFILES", "10000")),
+            visibility_timeout=int(env.get("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT", "1800")),
         )
         if not 1 <= settings.batch_profiles <= 10_000:
             raise ValueError("KLAVIYO_EXPORT_BATCH_PROFILES must be 1..10000 (Klaviyo's job limit)")
+        if settings.visibility_timeout < 10:
+            raise ValueError("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT must be at least 10 seconds")
         if settings.max_profiles_per_run < 0:
             raise ValueError("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN must be 0 (no cap) or more")
         return settings

@@ -14,6 +14,7 @@ PREFIX: Final = "kx:"
 CONNECTIONS: Final = PREFIX + "connections"  # set of connection ids
 EXPORTS: Final = PREFIX + "exports"  # set of export ids
 RUNS: Final = PREFIX + "runs"  # zset run id -> created (epoch s)
+RUNS_ACTIVE: Final = PREFIX + "runs:active"  # set of runs uploading (for the watchdog)
 AUDIT: Final = PREFIX + "audit"  # stream of audit records
 
 

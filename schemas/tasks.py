@@ -7,6 +7,8 @@ The producer sends tasks by name only; it never imports the worker package.
 - ``FINALIZE_RUN(results, run_id)`` on ``CONTROL_QUEUE``: the chord's body.
 - ``RUN_FAILED(request, exc, traceback, run_id)`` on ``CONTROL_QUEUE``: the
   chord's errback, for a header task that raised instead of returning.
+- ``WATCHDOG()`` on ``CONTROL_QUEUE``: periodic (beat); finishes runs whose
+  chord never fired (see ``worker.watchdog``).
 
 Uploads and control work travel on separate queues so that a backlog of
 rate-limited uploads never delays the finalisation of a run.
@@ -19,6 +21,7 @@ from typing import Final
 UPLOAD_BATCH: Final = "kx.upload_batch"
 FINALIZE_RUN: Final = "kx.finalize_run"
 RUN_FAILED: Final = "kx.run_failed"
+WATCHDOG: Final = "kx.watchdog"
 
 UPLOADS_QUEUE: Final = "kx.uploads"
 CONTROL_QUEUE: Final = "kx.control"
@@ -27,4 +30,5 @@ ROUTES: Final = {
     UPLOAD_BATCH: {"queue": UPLOADS_QUEUE},
     FINALIZE_RUN: {"queue": CONTROL_QUEUE},
     RUN_FAILED: {"queue": CONTROL_QUEUE},
+    WATCHDOG: {"queue": CONTROL_QUEUE},
 }

@@ -15,6 +15,8 @@ Read by ``worker.celery_app``; every URL comes from ``klaviyo_export.settings``.
 - ``result_extended = False``: it would store the raw task arguments.
 - ``task_ignore_result = False``: chord members must store results.
 - ``worker_send_task_events`` / ``task_send_sent_event``: Flower sees tasks.
+- ``beat_schedule``: the watchdog (``worker.watchdog``) every minute; run
+  ``celery -A worker beat`` once per deployment.
 - Queues: uploads and control apart (see ``schemas.tasks``); a plain
   ``celery -A worker worker`` consumes both.
 """
@@ -27,15 +29,25 @@ from kombu.entity import Queue
 
 from klaviyo_export.settings import Settings
 from schemas import tasks
+from worker.watchdog import SWEEP_SECONDS
 
-TASK_TIME_LIMIT = 300
-TASK_SOFT_TIME_LIMIT = 240
-MAX_COUNTDOWN = 300
-VISIBILITY_TIMEOUT = 2 * (TASK_TIME_LIMIT + MAX_COUNTDOWN)
+TASK_TIME_LIMIT = 120
+TASK_SOFT_TIME_LIMIT = 100
+
+
+def max_countdown(settings: Settings) -> float:
+    """The longest a task may wait in a countdown: a third of the visibility
+    timeout, so that time limit plus countdown never reaches it (and never
+    more than five minutes)."""
+    return float(min(300, settings.visibility_timeout // 3))
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    vt = settings.visibility_timeout
+    transport: dict[str, Any] = {"visibility_timeout": vt}
+    if vt < 300:
+        # A short timeout exists to recover fast: sweep for orphans often too.
+        transport |= {"unacked_restore_interval": max(1, vt // 10), "unacked_restore_throttle": 1}
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
@@ -48,8 +60,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": TASK_TIME_LIMIT,
         "task_soft_time_limit": TASK_SOFT_TIME_LIMIT,
         "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
-        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "result_backend_transport_options": {"visibility_timeout": vt},
+        "visibility_timeout": vt,
         "result_expires": 24 * 3600,
         "result_extended": False,
         "task_ignore_result": False,
@@ -62,4 +74,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": tasks.CONTROL_QUEUE,
         "task_queues": (Queue(tasks.UPLOADS_QUEUE), Queue(tasks.CONTROL_QUEUE)),
         "task_routes": dict(tasks.ROUTES),
+        "beat_schedule": {
+            "watchdog": {"task": tasks.WATCHDOG, "schedule": SWEEP_SECONDS},
+        },
     }

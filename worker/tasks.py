@@ -7,6 +7,7 @@ key ever travels in a message, so Flower and the logs show nothing personal.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from celery import Task
@@ -14,7 +15,9 @@ from celery import Task
 from schemas import tasks as names
 from worker import upload
 from worker.celery_app import app
+from worker.config import max_countdown
 from worker.context import context
+from worker.watchdog import sweep
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,9 @@ def upload_batch(self: Task, run_id: str, batch: int, **_: Any) -> dict[str, Any
     try:
         result = upload.upload_batch(context(), run_id, batch)
     except upload.RetryLater as wait:
-        log.info("run %s batch %s: %s; again in %.1fs", run_id, batch, wait.reason, wait.countdown)
-        raise self.retry(countdown=wait.countdown) from None
+        countdown = min(wait.countdown, max_countdown(context().settings))
+        log.info("run %s batch %s: %s; again in %.1fs", run_id, batch, wait.reason, countdown)
+        raise self.retry(countdown=countdown) from None
     log.info(
         "run %s batch %s: %s (%s imported, %s failed)",
         run_id,
@@ -52,3 +56,15 @@ def run_failed(request: Any, exc: Any, traceback: Any, run_id: str, **_: Any) ->
     reason = f"a batch task failed unexpectedly: {type(exc).__name__}"
     log.error("run %s: %s", run_id, reason)
     context().runs.finish(run_id, status="failed", message=reason)
+
+
+@app.task(name=names.WATCHDOG, acks_late=True)
+def watchdog(**_: Any) -> dict[str, Any]:
+    """Finish runs whose chord never fired; resend batches of stalled runs."""
+    ctx = context()
+    outcome = sweep(
+        ctx.runs,
+        resend=lambda run_id, number: upload_batch.apply_async((run_id, number)),
+        fail_batch=partial(upload.fail_lost_batch, ctx),
+    )
+    return {"finished": outcome.finished, "resent": outcome.resent, "failed": outcome.failed}

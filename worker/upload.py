@@ -102,6 +102,13 @@ def upload_batch(ctx: Context, run_id: str, number: int) -> dict[str, Any]:
     return _advance(runs, client, quota, batch, export.list_id)
 
 
+def fail_lost_batch(ctx: Context, run_id: str, number: int, reason: str) -> None:
+    """The watchdog gave up on a batch: every row of it failed, with the reason."""
+    payload = ctx.runs.load_batch(run_id, number)
+    if payload is not None:
+        _fail_all(ctx.runs, Batch(run_id, number, *payload), "lost", reason)
+
+
 def _account_key(connection: Connection) -> str:
     """Klaviyo counts per account: connections to one account share a quota."""
     return connection.account_id or f"connection-{connection.id}"

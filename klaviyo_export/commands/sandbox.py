@@ -6,9 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from sandbox import cli
+    from sandbox.cli import add_arguments, run
 
     summary = "run a local Klaviyo (the sandbox) for tests and demos"
     parser = sub.add_parser("sandbox", help=summary, description=summary)
-    cli.add_arguments(parser)
-    parser.set_defaults(_run=cli.run)
+    add_arguments(parser)
+    parser.set_defaults(_run=run)
