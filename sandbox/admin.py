@@ -30,7 +30,7 @@ from typing import Any
 
 from sandbox.context import App
 from sandbox.spec import operations
-from sandbox.store import Account
+from sandbox.store import Account, Profile
 
 _LIST_PATH = re.compile(r"^/_sandbox/lists/([^/]+)/?$")
 _LIST_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
@@ -130,7 +130,8 @@ def list_members(app: App, list_id: str, account_id: str | None = None) -> dict[
         if record is None:
             raise AdminError(404, f"no list {list_id} in account {account.id}")
         profiles = account.profiles
-        emails = [profiles[pid].email for pid in record.members]
+        email = Profile._fields.index("email")
+        emails = [profiles[pid][email] for pid in record.members]
         return {
             "id": record.id,
             "name": record.name,

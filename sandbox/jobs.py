@@ -48,6 +48,7 @@ from typing import Any, NoReturn
 
 from sandbox.config import SandboxConfig
 from sandbox.errors import invalid_pointer
+from sandbox.pagination import Chunked
 from sandbox.store import Account, ListRecord, Profile, Store
 
 MAX_PROFILES_PER_JOB = 10_000
@@ -104,7 +105,7 @@ class Job:
     completed: int = 0
     failed: int = 0
     completed_at: float | None = None
-    profile_ids: list[str] = field(default_factory=list)
+    profile_ids: Chunked[str] = field(default_factory=Chunked)
     errors: list[ImportErrorRecord] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
 

@@ -121,7 +121,7 @@ def profile_resource(
     joined: float | None = None,
     additional: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    extra = profile.extra or {}
+    extra = profile.extra_attributes()
     location: dict[str, Any] = dict.fromkeys(_LOCATION_KEYS)
     location.update(extra.get("location") or {})
     attributes: dict[str, Any] = {

@@ -98,22 +98,25 @@ def _matching_profiles(
     conditions = ctx.conditions(fields)
     if not conditions:
         return None
-    found: dict[str, Profile] | None = None
-    for name in ("id", "email", "phone_number", "external_id"):
+    found: set[str] | None = None
+    for name, index in (
+        ("id", None),
+        ("email", account.by_email),
+        ("phone_number", account.by_phone),
+        ("external_id", account.by_external_id),
+    ):
         values = string_values(conditions, name)
         if values is None:
             continue
-        if name == "id":
-            hits = (account.profiles.get(value) for value in values)
-        elif name == "email":
-            hits = (account.by_email.get(value.lower()) for value in values)
-        elif name == "phone_number":
-            hits = (account.by_phone.get(value) for value in values)
+        if index is None:
+            matched = {value for value in values if value in account.profiles}
         else:
-            hits = (account.by_external_id.get(value) for value in values)
-        matched = {profile.id: profile for profile in hits if profile is not None}
-        found = matched if found is None else {k: v for k, v in found.items() if k in matched}
-    return list(found.values()) if found is not None else None
+            keys = (value.lower() for value in values) if name == "email" else iter(values)
+            matched = {pid for key in keys if (pid := index.get(key)) is not None}
+        found = matched if found is None else found & matched
+    if found is None:
+        return None
+    return [Profile._make(account.profiles[pid]) for pid in found]
 
 
 def _member_page(ctx: Context, record: ListRecord) -> tuple[list[str], int | None]:
@@ -148,7 +151,7 @@ def get_profiles_for_list(ctx: Context) -> Answer:
         ids, next_seq = _member_page(ctx, record)
         data = [
             profile_resource(
-                ctx.account.profiles[pid],
+                Profile._make(ctx.account.profiles[pid]),
                 ctx.base_url,
                 clock,
                 joined=record.members.added_at(pid),
@@ -212,7 +215,8 @@ def get_profiles(ctx: Context) -> Answer:
     with ctx.locked():
         matches = _matching_profiles(ctx.account, ctx, implemented)
         if matches is None:
-            chunk, next_seq = page_list(ctx.account.profile_order, start, size)
+            ids, next_seq = page_list(ctx.account.profile_order, start, size)
+            chunk = [Profile._make(ctx.account.profiles[pid]) for pid in ids]
         else:
             ordered = sorted(((profile.seq, profile) for profile in matches), key=lambda p: p[0])
             chunk, next_seq = page_sorted(ordered, start, size)

@@ -27,6 +27,7 @@ from sandbox.resources import (
     list_resource,
     profile_resource,
 )
+from sandbox.store import Profile
 
 HANDLERS: dict[str, Handler] = {}
 handles = registrar(HANDLERS)
@@ -103,7 +104,10 @@ def get_profiles_for_bulk_import_profiles_job(ctx: Context) -> Answer:
         chunk, next_seq = page_list(job.profile_ids, start, size)
         data = [
             profile_resource(
-                ctx.account.profiles[pid], ctx.base_url, ctx.app.clock, additional=additional
+                Profile._make(ctx.account.profiles[pid]),
+                ctx.base_url,
+                ctx.app.clock,
+                additional=additional,
             )
             for pid in chunk
         ]

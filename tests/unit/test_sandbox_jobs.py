@@ -18,7 +18,7 @@ from sandbox.jobs import (
     JobProcessor,
     validate_import_body,
 )
-from sandbox.store import Account, Store
+from sandbox.store import Account, Profile, Store
 
 LIST = "Y6nRLr"
 
@@ -145,7 +145,12 @@ class Harness:
 
     def members(self, list_id: str = LIST) -> list[str | None]:
         record = self.account.lists[list_id]
-        return [self.account.profiles[pid].email for pid in record.members]
+        return [self.profile(pid).email for pid in record.members]
+
+    def profile(self, profile_id: str) -> Profile:
+        found = self.account.profile(profile_id)
+        assert found is not None
+        return found
 
 
 def test_a_job_is_queued_then_processing_then_complete() -> None:
@@ -197,19 +202,22 @@ def test_upsert_keeps_the_id_and_merges_non_null_values() -> None:
     h = Harness(job_profiles_per_second=1000.0)
     h.submit(row("Ann@X.com", first_name="Ann", properties={"tier": "gold", "n": 1}))
     h.run(2.0)
-    (first,) = h.account.profiles.values()
+    (first_id,) = h.account.profiles
+    first = h.profile(first_id)
     h.submit(
         row("ann@x.com", first_name=None, last_name="Lee", properties={"n": 2, "tier": None}),
         lists=("Other1",),
     )
     h.run(2.0)
     assert list(h.account.profiles) == [first.id]
-    assert first.email == "ann@x.com"
-    assert first.extra == {
+    updated = h.profile(first.id)
+    assert updated.email == "ann@x.com"
+    assert updated.extra_attributes() == {
         "first_name": "Ann",
         "last_name": "Lee",
         "properties": {"tier": "gold", "n": 2},
     }
+    assert updated.created == first.created < updated.updated
     assert h.members() == ["ann@x.com"]
     assert h.members("Other1") == ["ann@x.com"]
 

@@ -6,6 +6,7 @@ import pytest
 
 from sandbox.errors import ApiError
 from sandbox.pagination import (
+    Chunked,
     OrderedIndex,
     collection_links,
     decode_cursor,
@@ -72,6 +73,27 @@ def test_last_page_has_no_next_even_when_trailing_keys_were_removed() -> None:
     index.discard("c")
     index.discard("d")
     assert index.page(0, 2) == (["a", "b"], None)
+
+
+def test_chunked_behaves_like_a_list() -> None:
+    items: Chunked[str | None] = Chunked()
+    expected: list[str | None] = []
+    for number in range(Chunked.CHUNK * 2 + 5):
+        items.append(f"k{number}")
+        expected.append(f"k{number}")
+    assert len(items) == len(expected)
+    assert items[0] == "k0"
+    assert items[Chunked.CHUNK] == expected[Chunked.CHUNK]
+    assert items[-1] == expected[-1]
+    assert items[1020:1030] == expected[1020:1030]
+    items.replace(3, None)
+    items.replace(len(items) - 1, None)
+    expected[3] = expected[-1] = None
+    assert list(items) == expected
+    assert page_list(items, Chunked.CHUNK - 1, 3) == (
+        expected[Chunked.CHUNK - 1 : Chunked.CHUNK + 2],
+        Chunked.CHUNK + 2,
+    )
 
 
 def test_page_sorted_and_page_list() -> None:

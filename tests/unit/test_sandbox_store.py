@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import re
 
@@ -88,12 +89,37 @@ def test_upsert_by_phone_and_external_id_and_email_change_by_id() -> None:
     store = Store(SandboxConfig(api_keys={"pk": None}), clock)
     account = store.accounts[next(iter(store.accounts))]
     first = store.upsert(account, {"phone_number": "+15005550006"}, None, clock.now())
+    assert not isinstance(first, str)
     again = store.upsert(
         account, {"phone_number": "+15005550006", "external_id": "c-1"}, None, clock.now()
     )
-    assert again is first
-    assert store.upsert(account, {"external_id": "c-1", "email": "x@y.com"}, None, 0.0) is first
-    assert not isinstance(first, str)
-    moved = store.upsert(account, {"email": "new@y.com"}, first.id, clock.now())
-    assert moved is first
-    assert set(account.by_email) == {"new@y.com"}
+    assert not isinstance(again, str)
+    assert again.id == first.id
+    third = store.upsert(account, {"external_id": "c-1", "email": "x@y.com"}, None, 0.0)
+    assert not isinstance(third, str)
+    assert third.id == first.id
+    moved = store.upsert(account, {"email": "New@y.com"}, first.id, clock.now())
+    assert not isinstance(moved, str)
+    assert moved.id == first.id
+    assert account.by_email == {"new@y.com": first.id}
+    assert account.profile(first.id) == moved
+    assert (moved.phone_number, moved.external_id, moved.email) == (
+        "+15005550006",
+        "c-1",
+        "New@y.com",
+    )
+
+
+def test_stored_profiles_and_ids_are_invisible_to_the_cycle_collector() -> None:
+    clock = ManualClock()
+    store = Store(SandboxConfig(api_keys={"pk": None}, lists={"L1": "L"}), clock)
+    account = store.accounts[next(iter(store.accounts))]
+    for number in range(3000):
+        attributes = {"email": f"a{number}@x.com", "first_name": "A", "properties": {"n": 1}}
+        profile = store.upsert(account, attributes, None, clock.now())
+        assert not isinstance(profile, str)
+        store.set_membership(account, account.lists["L1"], [profile.id], add=True)
+    gc.collect()
+    assert not any(gc.is_tracked(row) for row in account.profiles.values())
+    assert not gc.is_tracked(account.by_email)
+    assert not gc.is_tracked(account.profiles)
