@@ -49,7 +49,7 @@ from typing import Any, NoReturn
 from sandbox.config import SandboxConfig
 from sandbox.errors import invalid_pointer
 from sandbox.pagination import Chunked
-from sandbox.store import Account, ListRecord, Profile, Store
+from sandbox.store import Account, ListRecord, RowError, Store
 
 MAX_PROFILES_PER_JOB = 10_000
 MAX_PAYLOAD_BYTES = 5 * 1024 * 1024
@@ -324,17 +324,17 @@ class JobProcessor:
                 where = f"{_ROWS}/{index}/attributes/{name}" if name else f"{_ROWS}/{index}"
                 self._fail(job, detail, where, row)
                 continue
-            result = upsert(account, attributes, profile_id, now)
-            if type(result) is str:
-                self._fail(job, result, f"{_ROWS}/{index}", row)
+            try:
+                pid = upsert(account, attributes, profile_id, now)
+            except RowError as exc:
+                self._fail(job, str(exc), f"{_ROWS}/{index}", row)
                 continue
-            assert isinstance(result, Profile)
             job.completed += 1
-            if result.id not in seen:
-                seen.add(result.id)
-                profile_ids.append(result.id)
+            if pid not in seen:
+                seen.add(pid)
+                profile_ids.append(pid)
             for members in indexes:
-                added = members.add(result.id, now) or added
+                added = members.add(pid, now) or added
         job.processed = due
         if added:
             for record in job.lists:

@@ -114,9 +114,10 @@ class Chunked(Sequence[T]):
 class OrderedIndex:
     """Keys in insertion order, each with the time it was added."""
 
-    __slots__ = ("_keys", "_seq", "_times")
+    __slots__ = ("_keys", "_next", "_seq", "_times")
 
     def __init__(self) -> None:
+        self._next = 0
         self._keys: Chunked[str | None] = Chunked()
         self._times = array("d")  # 8 bytes a member instead of a float object
         self._seq: dict[str, int] = {}
@@ -131,7 +132,8 @@ class OrderedIndex:
         """Append ``key``; False (and no change) if it is already present."""
         if key in self._seq:
             return False
-        self._seq[key] = len(self._keys)
+        self._seq[key] = self._next
+        self._next += 1
         self._keys.append(key)
         self._times.append(when)
         return True

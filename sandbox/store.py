@@ -46,6 +46,10 @@ MERGED_DICT_ATTRIBUTES = frozenset({"properties", "location"})
 _IDENTIFIERS = frozenset({"email", "phone_number", "external_id", "_kx"})
 
 
+class RowError(Exception):
+    """Why one imported row cannot be applied; the message is the import error's detail."""
+
+
 class Profile(NamedTuple):
     """A view of one stored profile; ``extra`` is the marshalled other attributes."""
 
@@ -146,10 +150,11 @@ class Store:
 
     def upsert(
         self, account: Account, attributes: dict[str, Any], profile_id: str | None, now: float
-    ) -> Profile | str:
-        """Create or update one profile; a string says why the row failed.
+    ) -> str:
+        """Create or update one profile and return its id; :class:`RowError` if it cannot.
 
-        This runs once per imported row, so it sticks to plain dict lookups.
+        This runs once per imported row, so it sticks to plain dict lookups and
+        builds the stored tuple directly (see :class:`Profile` for the layout).
         """
         get = attributes.get
         email: str | None = get("email")
@@ -160,10 +165,11 @@ class Store:
             email_key = email.lower()
             if email_key == email:
                 email_key = email  # one string object for both, not two
+        profiles = account.profiles
         target: str | None = None
         if profile_id is not None:
-            if profile_id not in account.profiles:
-                return f"A profile with id {profile_id} does not exist."
+            if profile_id not in profiles:
+                raise RowError(f"A profile with id {profile_id} does not exist.")
             target = profile_id
         owner_email = account.by_email.get(email_key) if email_key is not None else None
         owner_phone = account.by_phone.get(phone) if phone is not None else None
@@ -178,43 +184,40 @@ class Store:
             (owner_external, "external_id"),
         ):
             if owner is not None and owner != target:
-                return f"The {name} is already used by another profile ({owner})."
+                raise RowError(f"The {name} is already used by another profile ({owner}).")
         update = _extra_update(attributes)
-        old = account.profile(target) if target is not None else None
+        old = profiles.get(target) if target is not None else None
         if old is None:
-            profile = Profile(
-                self.ids.ulid(),
-                len(account.profile_order),
-                email,
-                phone,
-                external_id,
-                marshal.dumps(update) if update else None,
-                now,
-                now,
-            )
-            account.profile_order.append(profile.id)
+            pid = self.ids.ulid(now)
+            extra = marshal.dumps(update) if update else None
+            # Profiles are never deleted, so the count is the next sequence number.
+            profiles[pid] = (pid, len(profiles), email, phone, external_id, extra, now, now)
+            account.profile_order.append(pid)
         else:
-            profile = old._replace(
-                email=email if email is not None else old.email,
-                phone_number=phone if phone is not None else old.phone_number,
-                external_id=external_id if external_id is not None else old.external_id,
-                extra=_merged_extra(old, update),
-                updated=now,
+            pid, seq, old_email, old_phone, old_external, old_extra, created, _ = old
+            if email_key is not None and old_email is not None:
+                account.by_email.pop(old_email.lower(), None)
+            if phone is not None and old_phone is not None:
+                account.by_phone.pop(old_phone, None)
+            if external_id is not None and old_external is not None:
+                account.by_external_id.pop(old_external, None)
+            profiles[pid] = (
+                pid,
+                seq,
+                email if email is not None else old_email,
+                phone if phone is not None else old_phone,
+                external_id if external_id is not None else old_external,
+                _merged_extra(old_extra, update),
+                created,
+                now,
             )
-            if email_key is not None and old.email is not None:
-                account.by_email.pop(old.email.lower(), None)
-            if phone is not None and old.phone_number is not None:
-                account.by_phone.pop(old.phone_number, None)
-            if external_id is not None and old.external_id is not None:
-                account.by_external_id.pop(old.external_id, None)
-        account.profiles[profile.id] = tuple(profile)
         if email_key is not None:
-            account.by_email[email_key] = profile.id
+            account.by_email[email_key] = pid
         if phone is not None:
-            account.by_phone[phone] = profile.id
+            account.by_phone[phone] = pid
         if external_id is not None:
-            account.by_external_id[external_id] = profile.id
-        return profile
+            account.by_external_id[external_id] = pid
+        return pid
 
     def set_membership(
         self, account: Account, record: ListRecord, profile_ids: list[str], add: bool
@@ -245,11 +248,11 @@ def _extra_update(attributes: dict[str, Any]) -> dict[str, Any] | None:
     return update
 
 
-def _merged_extra(old: Profile, update: dict[str, Any] | None) -> bytes | None:
-    """``old``'s attributes with ``update`` applied, marshalled."""
+def _merged_extra(old: bytes | None, update: dict[str, Any] | None) -> bytes | None:
+    """The ``old`` marshalled attributes with ``update`` applied, marshalled."""
     if not update:
-        return old.extra
-    merged = old.extra_attributes()
+        return old
+    merged: dict[str, Any] = marshal.loads(old) if old is not None else {}  # noqa: S302
     for name, value in update.items():
         if name in MERGED_DICT_ATTRIBUTES and isinstance(value, dict):
             value = {**(merged.get(name) or {}), **value}

@@ -11,7 +11,7 @@ import pytest
 from sandbox.clock import ManualClock
 from sandbox.config import SandboxConfig
 from sandbox.ids import IdFactory
-from sandbox.store import Store
+from sandbox.store import RowError, Store
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
@@ -70,16 +70,15 @@ def test_membership_changes_touch_updated_only_when_something_changes() -> None:
     clock = ManualClock()
     store = Store(SandboxConfig(api_keys={"pk": None}, lists={"L1": "L"}), clock)
     account = store.accounts[next(iter(store.accounts))]
-    profile = store.upsert(account, {"email": "a@x.com"}, None, clock.now())
-    assert not isinstance(profile, str)
+    pid = store.upsert(account, {"email": "a@x.com"}, None, clock.now())
     record = account.lists["L1"]
     clock.advance(5)
-    store.set_membership(account, record, [profile.id], add=True)
+    store.set_membership(account, record, [pid], add=True)
     assert record.updated == clock.now()
     clock.advance(5)
-    store.set_membership(account, record, [profile.id], add=True)
+    store.set_membership(account, record, [pid], add=True)
     assert record.updated == clock.now() - 5
-    store.set_membership(account, record, [profile.id], add=False)
+    store.set_membership(account, record, [pid], add=False)
     assert len(record.members) == 0
     assert record.updated == clock.now()
 
@@ -89,25 +88,36 @@ def test_upsert_by_phone_and_external_id_and_email_change_by_id() -> None:
     store = Store(SandboxConfig(api_keys={"pk": None}), clock)
     account = store.accounts[next(iter(store.accounts))]
     first = store.upsert(account, {"phone_number": "+15005550006"}, None, clock.now())
-    assert not isinstance(first, str)
-    again = store.upsert(
-        account, {"phone_number": "+15005550006", "external_id": "c-1"}, None, clock.now()
-    )
-    assert not isinstance(again, str)
-    assert again.id == first.id
-    third = store.upsert(account, {"external_id": "c-1", "email": "x@y.com"}, None, 0.0)
-    assert not isinstance(third, str)
-    assert third.id == first.id
-    moved = store.upsert(account, {"email": "New@y.com"}, first.id, clock.now())
-    assert not isinstance(moved, str)
-    assert moved.id == first.id
-    assert account.by_email == {"new@y.com": first.id}
-    assert account.profile(first.id) == moved
-    assert (moved.phone_number, moved.external_id, moved.email) == (
+    assert ULID.match(first)
+    attributes = {"phone_number": "+15005550006", "external_id": "c-1"}
+    assert store.upsert(account, attributes, None, clock.now()) == first
+    assert store.upsert(account, {"external_id": "c-1", "email": "x@y.com"}, None, 0.0) == first
+    clock.advance(3)
+    assert store.upsert(account, {"email": "New@y.com"}, first, clock.now()) == first
+    assert account.by_email == {"new@y.com": first}
+    profile = account.profile(first)
+    assert profile is not None
+    assert (profile.phone_number, profile.external_id, profile.email) == (
         "+15005550006",
         "c-1",
         "New@y.com",
     )
+    assert profile.updated == profile.created + 3
+    assert list(account.profiles) == [first]
+
+
+def test_upsert_refuses_unknown_ids_and_identifiers_owned_by_others() -> None:
+    clock = ManualClock()
+    store = Store(SandboxConfig(api_keys={"pk": None}), clock)
+    account = store.accounts[next(iter(store.accounts))]
+    store.upsert(account, {"email": "a@x.com"}, None, clock.now())
+    b = store.upsert(account, {"email": "b@x.com", "external_id": "b"}, None, clock.now())
+    with pytest.raises(RowError, match="does not exist"):
+        store.upsert(account, {"email": "c@x.com"}, "01NOSUCH0000000000000000", clock.now())
+    with pytest.raises(RowError, match="email is already used"):
+        store.upsert(account, {"email": "A@x.com"}, b, clock.now())
+    with pytest.raises(RowError, match="external_id is already used"):
+        store.upsert(account, {"email": "a@x.com", "external_id": "b"}, None, clock.now())
 
 
 def test_stored_profiles_and_ids_are_invisible_to_the_cycle_collector() -> None:
@@ -116,9 +126,8 @@ def test_stored_profiles_and_ids_are_invisible_to_the_cycle_collector() -> None:
     account = store.accounts[next(iter(store.accounts))]
     for number in range(3000):
         attributes = {"email": f"a{number}@x.com", "first_name": "A", "properties": {"n": 1}}
-        profile = store.upsert(account, attributes, None, clock.now())
-        assert not isinstance(profile, str)
-        store.set_membership(account, account.lists["L1"], [profile.id], add=True)
+        pid = store.upsert(account, attributes, None, clock.now())
+        store.set_membership(account, account.lists["L1"], [pid], add=True)
     gc.collect()
     assert not any(gc.is_tracked(row) for row in account.profiles.values())
     assert not gc.is_tracked(account.by_email)
