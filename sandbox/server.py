@@ -11,7 +11,9 @@ Each ``/api/`` request: the route is matched, a fault drawn
 (:mod:`sandbox.faults`); a fault "before" is answered at once; otherwise the
 checks of :func:`sandbox.pipeline.admit` run, then the operation's handler,
 and a fault "after" replaces its answer. An unexpected exception in a handler
-becomes a JSON:API 500 (and one logged traceback), as a bug in Klaviyo would.
+becomes a JSON:API 500, as a bug in Klaviyo would, and one ERROR line naming
+the exception type and where it was raised (not its message, which might hold
+an email).
 
 ``--latency-ms`` is slept before every ``/api/`` answer, outside any lock.
 One DEBUG log line per request gives method, path without query string,
@@ -28,6 +30,7 @@ import socket
 import struct
 import threading
 import time
+import traceback
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -186,8 +189,17 @@ class _Handler(BaseHTTPRequestHandler):
             answer = HANDLERS[op.operation_id](ctx)
         except ApiError as error:
             answer = Answer(error.status, error.body(), error.headers)
-        except Exception:
-            log.exception("sandbox error in %s", op_label)
+        except Exception as exc:  # noqa: BLE001 - any bug must still answer, as a 500
+            # Type and place only, not log.exception: the message of, say, a
+            # KeyError could be an email.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(  # noqa: TRY400
+                "sandbox bug in %s: %s at %s:%s",
+                op_label,
+                type(exc).__name__,
+                where.filename,
+                where.lineno,
+            )
             failure = server_error(500)
             answer = Answer(failure.status, failure.body(), {})
         if fault is not None:

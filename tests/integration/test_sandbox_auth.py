@@ -136,3 +136,21 @@ def test_logs_never_contain_keys_or_emails(
     text = "\n".join(lines)
     for secret in (API_KEY, "pk_guess", "secret.person", "another.person"):
         assert secret not in text
+
+
+def test_a_handler_bug_is_a_500_that_logs_no_email(
+    server: SandboxServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbox import pipeline
+
+    def broken(ctx: object) -> object:
+        raise KeyError("hidden.person@example.com")
+
+    monkeypatch.setitem(pipeline.HANDLERS, "get_lists", broken)
+    with caplog.at_level(logging.DEBUG, logger="sandbox"):
+        response = SandboxClient(server).get("/api/lists")
+    assert response.status_code == 500
+    assert error_of(response)["code"] == "error"
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "KeyError" in text
+    assert "hidden.person" not in text
