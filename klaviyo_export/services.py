@@ -134,7 +134,11 @@ def worker_command(concurrency: int, name: str, loglevel: str = "warning") -> li
 
 @contextmanager
 def celery_workers(
-    env: Mapping[str, str], count: int = 1, concurrency: int = 2, log_dir: Path | None = None
+    env: Mapping[str, str],
+    count: int = 1,
+    concurrency: int = 2,
+    log_dir: Path | None = None,
+    loglevel: str = "warning",
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start ``count`` worker processes; stop them (warm, then cold) on exit."""
     procs = []
@@ -146,10 +150,11 @@ def celery_workers(
                 logs.append(log)
             procs.append(
                 subprocess.Popen(
-                    worker_command(concurrency, f"w{i}-{os.getpid()}@%h"),
+                    worker_command(concurrency, f"w{i}-{os.getpid()}@%h", loglevel),
                     env=dict(env),
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: a test can kill it whole
                 )
             )
         yield procs
@@ -164,3 +169,36 @@ def celery_workers(
                 proc.wait()
         for log in logs:
             log.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def celery_beat(env: Mapping[str, str], workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``celery -A worker beat`` (the watchdog's clock) until the block ends."""
+    with open(workdir / "beat.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "beat",
+                "-l",
+                "info",
+                "-s",
+                str(workdir / "beat-schedule"),
+            ],
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

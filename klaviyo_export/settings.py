@@ -17,6 +17,9 @@ Options (environment variable, default):
   message taken by a worker that then vanished stays invisible before Redis
   delivers it again. Lower means faster recovery from a lost worker; every
   task countdown is kept well under it (see ``worker.config``).
+- ``KLAVIYO_EXPORT_WATCHDOG_SECONDS`` (60): how often beat runs the watchdog.
+- ``KLAVIYO_EXPORT_STALL_SECONDS`` (900): a run with no batch finished for
+  this long has its missing batches sent again (see ``worker.watchdog``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class Settings:
     max_profiles_per_run: int
     batch_profiles: int
     visibility_timeout: int
+    watchdog_seconds: float
+    stall_seconds: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,9 +55,13 @@ class Settings:
             max_profiles_per_run=int(env.get("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN", "100000")),
             batch_profiles=int(env.get("KLAVIYO_EXPORT_BATCH_PROFILES", "10000")),
             visibility_timeout=int(env.get("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT", "1800")),
+            watchdog_seconds=float(env.get("KLAVIYO_EXPORT_WATCHDOG_SECONDS", "60")),
+            stall_seconds=float(env.get("KLAVIYO_EXPORT_STALL_SECONDS", "900")),
         )
         if not 1 <= settings.batch_profiles <= 10_000:
             raise ValueError("KLAVIYO_EXPORT_BATCH_PROFILES must be 1..10000 (Klaviyo's job limit)")
+        if settings.watchdog_seconds <= 0 or settings.stall_seconds <= 0:
+            raise ValueError("the watchdog's interval and stall time must be positive")
         if settings.visibility_timeout < 10:
             raise ValueError("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT must be at least 10 seconds")
         if settings.max_profiles_per_run < 0:

@@ -36,6 +36,8 @@ def sender(settings: Settings) -> Celery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
+        task_queues=tasks.queues(),
+        task_default_queue=tasks.CONTROL_QUEUE,
         task_routes=dict(tasks.ROUTES),
         result_extended=False,
         broker_connection_retry_on_startup=True,

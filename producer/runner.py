@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from klaviyo_client import FatalError, KlaviyoError, NotFoundError
+from klaviyo_client.retry import with_retries
 from klaviyo_export.context import Context
 from klaviyo_export.errors import ExportError, SourceError
 from klaviyo_export.store import Export
@@ -66,7 +67,7 @@ def _preflight(ctx: Context, export: Export) -> None:
     """Fail fast, before reading anything, on a bad key or an unknown list."""
     client = ctx.klaviyo(export.connection_id)
     try:
-        client.get_list(export.list_id)
+        with_retries(lambda: client.get_list(export.list_id))
     except NotFoundError:
         raise ExportError(f"Klaviyo list {export.list_id} does not exist (404)") from None
     except FatalError as exc:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from kombu.entity import Exchange, Queue
+
 UPLOAD_BATCH: Final = "kx.upload_batch"
 FINALIZE_RUN: Final = "kx.finalize_run"
 RUN_FAILED: Final = "kx.run_failed"
@@ -32,3 +34,15 @@ ROUTES: Final = {
     RUN_FAILED: {"queue": CONTROL_QUEUE},
     WATCHDOG: {"queue": CONTROL_QUEUE},
 }
+
+
+def queues() -> tuple[Queue, Queue]:
+    """Both queues, each on its own direct exchange with its own routing key.
+
+    Spelled out because Celery binds a bare ``Queue(name)`` to the default
+    exchange and key, and two such queues would both receive every message.
+    """
+    return tuple(  # type: ignore[return-value]
+        Queue(name, Exchange(name, type="direct"), routing_key=name)
+        for name in (UPLOADS_QUEUE, CONTROL_QUEUE)
+    )

@@ -15,7 +15,8 @@ Read by ``worker.celery_app``; every URL comes from ``klaviyo_export.settings``.
 - ``result_extended = False``: it would store the raw task arguments.
 - ``task_ignore_result = False``: chord members must store results.
 - ``worker_send_task_events`` / ``task_send_sent_event``: Flower sees tasks.
-- ``beat_schedule``: the watchdog (``worker.watchdog``) every minute; run
+- ``beat_schedule``: the watchdog (``worker.watchdog``) every
+  ``KLAVIYO_EXPORT_WATCHDOG_SECONDS``; run
   ``celery -A worker beat`` once per deployment.
 - Queues: uploads and control apart (see ``schemas.tasks``); a plain
   ``celery -A worker worker`` consumes both.
@@ -25,11 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu.entity import Queue
-
 from klaviyo_export.settings import Settings
 from schemas import tasks
-from worker.watchdog import SWEEP_SECONDS
 
 TASK_TIME_LIMIT = 120
 TASK_SOFT_TIME_LIMIT = 100
@@ -72,9 +70,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "task_default_queue": tasks.CONTROL_QUEUE,
-        "task_queues": (Queue(tasks.UPLOADS_QUEUE), Queue(tasks.CONTROL_QUEUE)),
+        "task_queues": tasks.queues(),
         "task_routes": dict(tasks.ROUTES),
         "beat_schedule": {
-            "watchdog": {"task": tasks.WATCHDOG, "schedule": SWEEP_SECONDS},
+            "watchdog": {"task": tasks.WATCHDOG, "schedule": settings.watchdog_seconds},
         },
     }

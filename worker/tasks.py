@@ -66,5 +66,6 @@ def watchdog(**_: Any) -> dict[str, Any]:
         ctx.runs,
         resend=lambda run_id, number: upload_batch.apply_async((run_id, number)),
         fail_batch=partial(upload.fail_lost_batch, ctx),
+        stale_after=ctx.settings.stall_seconds,
     )
     return {"finished": outcome.finished, "resent": outcome.resent, "failed": outcome.failed}

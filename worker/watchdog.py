@@ -1,12 +1,14 @@
 """Finish the runs whose chord never fired.
 
 A chord's callback can be lost: a message dropped by a broker restart, chord
-keys expired in the result backend, a worker lost with its last batch. Every
-``SWEEP_SECONDS`` (Celery beat, ``kx.watchdog``) each active run is checked:
+keys expired in the result backend, a worker killed in the instant between
+taking a message from Redis and recording it as unacknowledged (kombu's Redis
+transport has that window). Every ``KLAVIYO_EXPORT_WATCHDOG_SECONDS`` (Celery
+beat, ``kx.watchdog``) each active run is checked:
 
 - every batch has its result, yet the run is not final after ``GRACE``
   seconds: the callback was lost, so finish the run from its record;
-- no batch has finished for ``STALE_AFTER`` seconds: send the missing
+- no batch has finished for ``KLAVIYO_EXPORT_STALL_SECONDS``: send the missing
   batches again (the upload task is idempotent: a batch already done is a
   no-op, a job already submitted is followed, not resubmitted);
 - still stale after ``MAX_RESENDS`` such rounds: fail the missing batches,
@@ -25,9 +27,7 @@ from klaviyo_export.runs import Runs
 
 log = logging.getLogger(__name__)
 
-SWEEP_SECONDS: Final = 60.0
 GRACE: Final = 30.0
-STALE_AFTER: Final = 900.0
 MAX_RESENDS: Final = 3
 
 
@@ -42,9 +42,9 @@ def sweep(
     runs: Runs,
     resend: Callable[[str, int], None],
     fail_batch: Callable[[str, int, str], None],
+    stale_after: float,
     now: float | None = None,
     grace: float = GRACE,
-    stale_after: float = STALE_AFTER,
 ) -> Sweep:
     now = time.time() if now is None else now
     result = Sweep([], {}, [])

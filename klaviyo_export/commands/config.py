@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from klaviyo_client import KlaviyoClient, NotFoundError
+from klaviyo_client.retry import with_retries
 from klaviyo_export.commands.output import add_json_flag, emit_json, emit_table
 from klaviyo_export.context import Context
 from klaviyo_export.errors import InvalidInput
@@ -102,7 +103,7 @@ def _read_key(args: argparse.Namespace) -> str:
 def _connection_add(args: argparse.Namespace) -> int:
     ctx = Context.from_env()
     api_key = _read_key(args)
-    check = KlaviyoClient(api_key, ctx.client_settings).verify_key()
+    check = with_retries(KlaviyoClient(api_key, ctx.client_settings).verify_key)
     connection = ctx.store.add_connection(
         name=args.name,
         api_key=api_key,
@@ -134,7 +135,7 @@ def _connection_list(args: argparse.Namespace) -> int:
 def _connection_verify(args: argparse.Namespace) -> int:
     ctx = Context.from_env()
     ctx.store.get_connection(args.connection_id)
-    check = ctx.klaviyo(args.connection_id).verify_key()
+    check = with_retries(ctx.klaviyo(args.connection_id).verify_key)
     _show(
         args,
         {"id": args.connection_id, "account_id": check.account_id, "via": check.via},
@@ -167,7 +168,8 @@ def _export_add(args: argparse.Namespace) -> int:
     ctx = Context.from_env()
     ctx.store.get_connection(args.connection)
     try:
-        found = ctx.klaviyo(args.connection).get_list(args.list_id)
+        client = ctx.klaviyo(args.connection)
+        found = with_retries(lambda: client.get_list(args.list_id))
     except NotFoundError:
         raise InvalidInput(f"--list-id: Klaviyo has no list {args.list_id}") from None
     export = ctx.store.add_export(

@@ -128,7 +128,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
     tmp = tmp_path_factory.mktemp("flower")
     with (
         redis_server() as url,
-        pipeline(url, tmp, workers=WORKERS, fail_email=FAIL_EMAIL_PATTERN) as kx,
+        pipeline(url, tmp, workers=WORKERS, fail_email=FAIL_EMAIL_PATTERN, loglevel="debug") as kx,
         flower(kx.env, url, tmp) as running,
     ):
         poll(lambda: len(_alive_workers(running)) == WORKERS, "both workers", running.proc)

@@ -11,7 +11,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from klaviyo_export.secrets import generate_key
-from klaviyo_export.services import celery_workers
+from klaviyo_export.services import celery_beat, celery_workers
 from sandbox import SandboxConfig, SandboxServer
 
 LIST_ID = "TeSt01"
@@ -32,6 +32,7 @@ class Pipeline:
     api_key: str
     sandbox: SandboxServer
     workdir: Path
+    workers: list[subprocess.Popen[bytes]]
 
     def cli(
         self, *args: str, stdin: str | None = None, check: bool = False
@@ -99,7 +100,14 @@ class Pipeline:
 
 @contextmanager
 def pipeline(
-    redis_url: str, tmp: Path, workers: int = 2, concurrency: int = 2, **sandbox_options: Any
+    redis_url: str,
+    tmp: Path,
+    workers: int = 2,
+    concurrency: int = 2,
+    env: dict[str, str] | None = None,
+    loglevel: str = "info",
+    beat: bool = False,
+    **sandbox_options: Any,
 ) -> Iterator[Pipeline]:
     api_key = "pk_" + secrets.token_hex(17)
     config = SandboxConfig(
@@ -108,12 +116,20 @@ def pipeline(
         **sandbox_options,
     )
     with SandboxServer(config, port=0) as sandbox:
-        env = {
+        full_env = {
             **os.environ,
             "REDIS_URL": redis_url,
             "KLAVIYO_BASE_URL": sandbox.base_url,
             "KLAVIYO_EXPORT_SECRET_KEY": generate_key(),
             "KLAVIYO_EXPORT_USER": "tester",
+            **(env or {}),
         }
-        with celery_workers(env, count=workers, concurrency=concurrency, log_dir=tmp):
-            yield Pipeline(env=env, api_key=api_key, sandbox=sandbox, workdir=tmp)
+        with (
+            celery_workers(
+                full_env, count=workers, concurrency=concurrency, log_dir=tmp, loglevel=loglevel
+            ) as procs,
+            celery_beat(full_env, tmp) if beat else nullcontext(),
+        ):
+            yield Pipeline(
+                env=full_env, api_key=api_key, sandbox=sandbox, workdir=tmp, workers=procs
+            )

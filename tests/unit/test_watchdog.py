@@ -49,8 +49,8 @@ def test_a_run_with_every_result_but_no_callback_is_finished(runs: Runs) -> None
     run_id = _running(runs, 2)
     _done(runs, run_id, 0)
     _done(runs, run_id, 1)
-    assert sweep(runs, _never, _never, now=time.time()).finished == []  # within the grace
-    outcome = sweep(runs, _never, _never, now=time.time() + 60)
+    assert sweep(runs, _never, _never, 900, now=time.time()).finished == []  # within the grace
+    outcome = sweep(runs, _never, _never, 900, now=time.time() + 60)
     assert outcome.finished == [run_id]
     assert runs.status(run_id)["status"] == "succeeded"
     assert runs.active() == []
@@ -60,7 +60,7 @@ def test_a_stalled_run_gets_its_missing_batches_resent(runs: Runs) -> None:
     run_id = _running(runs, 3)
     _done(runs, run_id, 1)
     sent: list[tuple[str, int]] = []
-    outcome = sweep(runs, lambda r, n: sent.append((r, n)), _never, now=time.time() + 10_000)
+    outcome = sweep(runs, lambda r, n: sent.append((r, n)), _never, 900, now=time.time() + 10_000)
     assert sent == [(run_id, 0), (run_id, 2)]
     assert outcome.resent == {run_id: [0, 2]}
     assert runs.status(run_id)["status"] == "running"
@@ -88,9 +88,9 @@ def test_a_run_still_stalled_after_the_resends_fails_its_missing_rows(runs: Runs
 
     for _ in range(MAX_RESENDS):
         runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
-        sweep(runs, lambda *_: None, _never)
+        sweep(runs, lambda *_: None, _never, 900)
     runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
-    outcome = sweep(runs, _never, fail)
+    outcome = sweep(runs, _never, fail, 900)
     assert outcome.failed == [run_id]
     status = runs.status(run_id)
     assert status["status"] == "partially_succeeded"
