@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from klaviyo_export.context import Context
 from klaviyo_export.sample import FAIL_EMAIL_PATTERN, SampleMakeup, write_sample
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
+from tests.support.rabbitmq import rabbitmq_vhost
 from tests.support.services import redis_server
 
 pytestmark = pytest.mark.slow
@@ -82,25 +84,30 @@ def _export(kx: Pipeline, tmp: Path, seed: int) -> tuple[str, SampleMakeup]:
     return started["run_id"], makeup
 
 
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_a_killed_worker_and_ten_percent_faults_lose_and_double_nothing(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, broker: str
 ) -> None:
-    tmp = tmp_path_factory.mktemp("kill")
-    with (
-        redis_server() as url,
-        pipeline(
-            url,
-            tmp,
-            workers=3,
-            concurrency=2,
-            env=FAST_RECOVERY,
-            fault_rate=0.10,
-            seed=42,
-            fail_email=FAIL_EMAIL_PATTERN,
-            job_profiles_per_second=4000,
-            beat=True,
-        ) as kx,
-    ):
+    tmp = tmp_path_factory.mktemp(f"kill-{broker}")
+    with ExitStack() as stack:
+        env = dict(FAST_RECOVERY)
+        if broker == "rabbitmq":
+            env["CELERY_BROKER_URL"] = stack.enter_context(rabbitmq_vhost())
+        url = stack.enter_context(redis_server())
+        kx = stack.enter_context(
+            pipeline(
+                url,
+                tmp,
+                workers=3,
+                concurrency=2,
+                env=env,
+                fault_rate=0.10,
+                seed=42,
+                fail_email=FAIL_EMAIL_PATTERN,
+                job_profiles_per_second=4000,
+                beat=True,
+            )
+        )
         started = time.monotonic()
         run_id, makeup = _export(kx, tmp, seed=3)
         _wait_for(kx, run_id, lambda s: s["batches"]["done"] >= 3, timeout=300)
@@ -115,7 +122,7 @@ def test_a_killed_worker_and_ten_percent_faults_lose_and_double_nothing(
         members = kx.list_emails(LIST_ID)
 
     print(
-        f"\n200k rows, 3 workers (one killed), 10% faults: {elapsed:.1f} s, "
+        f"\n200k rows, {broker} broker, 3 workers (one killed), 10% faults: {elapsed:.1f} s, "
         f"{stats['faults']['total']} faults injected"
     )
     assert stats["faults"]["total"] > 0
