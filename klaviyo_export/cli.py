@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from klaviyo_client import KlaviyoError
 from klaviyo_export import __version__
+from klaviyo_export.actors import Actor
 from klaviyo_export.commands.output import fail
 from klaviyo_export.errors import ExportError
 
@@ -35,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         "KLAVIYO_EXPORT_SECRET_KEY (see README).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--as",
+        dest="acting_as",
+        metavar="USER:ROLE",
+        help="act as USER with ROLE (admin or contributor); default: KLAVIYO_EXPORT_USER "
+        "and KLAVIYO_EXPORT_ROLE, else the login name as a contributor",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
@@ -48,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = build_parser().parse_args(argv)
     try:
+        args.actor = Actor.parse(args.acting_as) if args.acting_as else Actor.from_env()
         return int(args._run(args))
     except (ExportError, KlaviyoError) as exc:
         return fail(str(exc))

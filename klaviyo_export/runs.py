@@ -52,6 +52,15 @@ end
 return 1
 """
 
+# Release an export's run lock if this run holds it.
+# KEYS[1] lock key; ARGV[1] run id. Returns 1 if released.
+RELEASE_LOCK: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+LOCK_TTL: Final = 24 * 3600
+"""A run lock outlives any healthy run; the watchdog ends stalled ones first."""
+
 _COUNTERS = ("rows_read", "rejected", "submitted", "imported", "failed")
 _BATCH_COUNTERS = ("succeeded", "partially_succeeded", "failed", "cancelled")
 
@@ -60,15 +69,21 @@ class Runs:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._record_batch = client.register_script(RECORD_BATCH)
+        self._release_lock = client.register_script(RELEASE_LOCK)
 
     # -- producer side -------------------------------------------------------------
 
-    def create(self, export_id: str, source: str, requested_by: str) -> str:
+    def create(
+        self, export_id: str, source: str, requested_by: str, connection_id: str, list_id: str
+    ) -> str:
+        """A run snapshots where it sends (connection, list) when it starts."""
         run_id = new_id("r_")
         now = time.time()
         record: dict[Any, Any] = {
             "run_id": run_id,
             "export_id": export_id,
+            "connection_id": connection_id,
+            "list_id": list_id,
             "status": "pending",
             "message": "",
             "source": source,
@@ -83,6 +98,29 @@ class Runs:
         pipe.zadd(keys.export_runs(export_id), {run_id: now})
         pipe.execute()
         return run_id
+
+    def lock_export(self, export_id: str, run_id: str) -> str:
+        """Take the export's run lock for ``run_id``; returns the holder's run id."""
+        key = keys.export_lock(export_id)
+        if self.redis.set(key, run_id, nx=True, ex=LOCK_TTL):
+            return run_id
+        holder = self.redis.get(key)
+        return text(holder) if holder else self.lock_export(export_id, run_id)
+
+    def discard(self, run_id: str) -> None:
+        """Forget a run that never started (it was skipped)."""
+        export_id = self.export_id(run_id)
+        pipe = self.redis.pipeline()
+        pipe.delete(keys.run(run_id))
+        pipe.zrem(keys.RUNS, run_id)
+        pipe.zrem(keys.export_runs(export_id), run_id)
+        pipe.execute()
+
+    def discard_batches(self, run_id: str) -> None:
+        """Delete stored batches of a run that will not send them."""
+        pattern = keys.batch(run_id, 0)[: -len("0")] + "*"
+        for key in self.redis.scan_iter(match=pattern, count=1000):
+            self.redis.delete(key)
 
     def add_rejections(self, run_id: str, rejections: Iterable[Mapping[str, Any]]) -> None:
         """Append rejected rows (each with row, field, reason, code) and count them."""
@@ -182,6 +220,13 @@ class Runs:
             raise NotFound(f"no run {run_id!r}")
         return text(raw)
 
+    def target(self, run_id: str) -> tuple[str, str]:
+        """(connection id, list id) this run sends to."""
+        connection_id, list_id = self.redis.hmget(keys.run(run_id), ["connection_id", "list_id"])
+        if connection_id is None or list_id is None:
+            raise NotFound(f"no run {run_id!r}")
+        return text(connection_id), text(list_id)
+
     def is_cancelled(self, run_id: str) -> bool:
         return self.redis.hget(keys.run(run_id), "cancelled") is not None
 
@@ -210,6 +255,7 @@ class Runs:
             pipe.expire(key, REPORT_TTL)
         pipe.srem(keys.RUNS_ACTIVE, run_id)
         pipe.execute()
+        self._release_lock(keys=[keys.export_lock(current["export_id"])], args=[run_id])
         return self.status(run_id)
 
     def _raw(self, run_id: str) -> dict[str, str]:

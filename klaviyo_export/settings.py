@@ -10,8 +10,9 @@ Options (environment variable, default):
   payloads live (Redis).
 - ``KLAVIYO_BASE_URL``: Klaviyo, or the sandbox (read by ``klaviyo_client``).
 - ``KLAVIYO_EXPORT_SECRET_KEY``: the Fernet key that encrypts API keys at rest.
-- ``KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN`` (100000): the default per-export cap,
-  the reference product's limit; 0 means no cap.
+- ``KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN`` (0: no cap): the per-export cap for
+  exports that set none (``export add --max-profiles``). The reference product
+  caps every export at 100000; set that here to behave like it.
 - ``KLAVIYO_EXPORT_BATCH_PROFILES`` (10000): profiles per bulk import job.
 - ``KLAVIYO_EXPORT_VISIBILITY_TIMEOUT`` (1800 s, Redis broker): how long a
   message taken by a worker that then vanished stays invisible before Redis
@@ -52,7 +53,7 @@ class Settings:
             result_backend=env.get("CELERY_RESULT_BACKEND") or redis_url,
             store_url=env.get("KLAVIYO_EXPORT_STORE_URL") or redis_url,
             secret_key=env.get("KLAVIYO_EXPORT_SECRET_KEY") or None,
-            max_profiles_per_run=int(env.get("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN", "100000")),
+            max_profiles_per_run=int(env.get("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN", "0")),
             batch_profiles=int(env.get("KLAVIYO_EXPORT_BATCH_PROFILES", "10000")),
             visibility_timeout=int(env.get("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT", "1800")),
             watchdog_seconds=float(env.get("KLAVIYO_EXPORT_WATCHDOG_SECONDS", "60")),

@@ -1,9 +1,12 @@
-"""Connections and exports, kept in Redis hashes under ``schemas.keys``.
+"""Connections and exports, kept in Redis under ``schemas.keys``.
 
-A *connection* is a Klaviyo account reached with one private API key (stored
-encrypted); an *export* sends a segment to one list of one connection. Saving
-an export never runs it. Removing either is immediate; runs of a removed
-export are cancelled by ``klaviyo_export.runs``.
+A *connection* is a Klaviyo account reached with one private API key (kept
+encrypted, in its own hash field, never in the record); an *export* sends a
+segment to one list of one connection. Saving an export never runs it.
+
+Each record is one JSON document in the hash field ``record``, so adding a
+field needs no migration: a field missing from an older record takes its
+dataclass default.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 import redis
 
@@ -21,24 +24,36 @@ from klaviyo_export.secrets import SecretBox
 from schemas import keys
 
 ALLOW_VALUES = ("admins", "contributors")
+MODES = ("add",)
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(5)}"
 
 
+def text(value: bytes | str) -> str:
+    """Redis answers bytes or str depending on the client; records are text."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @dataclass(frozen=True, slots=True)
 class Connection:
     id: str
     name: str
-    allow: str
-    account_id: str | None
-    verified_via: str | None
-    verified_at: float | None
-    created_by: str
+    allow: str  # "admins": admins only; "contributors": admins and contributors
+    created_by: str  # the user who set it up: the connection's export user
     created_at: float
+    account_id: str | None = None
+    verified_via: str | None = None
+    verified_at: float | None = None
     privacy_terms_accepted_by: str | None = None
     privacy_terms_accepted_at: float | None = None
+    contract_cap: int = 0  # most profiles one run may send to this account (0: none)
+    key_rotated_at: float | None = None
+
+    @property
+    def terms_accepted(self) -> bool:
+        return self.privacy_terms_accepted_at is not None
 
     def public(self) -> dict[str, Any]:
         """What ``connection list`` shows: everything but the key."""
@@ -54,6 +69,11 @@ class Export:
     email_field: str
     properties: dict[str, str] = field(default_factory=dict)
     enabled: bool = True
+    segment: str | None = None  # where a scheduled refresh reads the segment
+    segment_format: str | None = None
+    schedule: str | None = None  # cron expression, besides the system refresh
+    max_profiles: int = 0  # per-export cap on profiles a run sends (0: none)
+    mode: str = "add"
     created_by: str = "cli"
     created_at: float = 0.0
 
@@ -61,17 +81,13 @@ class Export:
         return asdict(self)
 
 
-def text(value: bytes | str) -> str:
-    """Redis answers bytes or str depending on the client; records are text."""
-    return value.decode() if isinstance(value, bytes) else value
+R = TypeVar("R", Connection, Export)
 
 
-def _decode(raw: dict[bytes | str, bytes | str]) -> dict[str, str]:
-    return {text(k): text(v) for k, v in raw.items()}
-
-
-def _opt_float(value: str | None) -> float | None:
-    return float(value) if value else None
+def _load(cls: type[R], raw: bytes | str) -> R:
+    data = json.loads(raw)
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class Store:
@@ -98,50 +114,96 @@ class Store:
         account_id: str | None,
         verified_via: str | None,
         accepted_terms: bool,
+        contract_cap: int = 0,
     ) -> Connection:
         if allow not in ALLOW_VALUES:
-            raise InvalidInput(f"allow must be one of {', '.join(ALLOW_VALUES)}, not {allow!r}")
+            raise InvalidInput(f"--allow must be one of {', '.join(ALLOW_VALUES)}, not {allow!r}")
         if not name.strip():
-            raise InvalidInput("a connection needs a display name")
+            raise InvalidInput("--name: a connection needs a display name")
+        if contract_cap < 0:
+            raise InvalidInput("--contract-cap must be 0 (none) or more")
         now = time.time()
         connection = Connection(
             id=new_id("c_"),
             name=name.strip(),
             allow=allow,
+            created_by=created_by,
+            created_at=now,
             account_id=account_id,
             verified_via=verified_via,
             verified_at=now if verified_via else None,
-            created_by=created_by,
-            created_at=now,
             privacy_terms_accepted_by=created_by if accepted_terms else None,
             privacy_terms_accepted_at=now if accepted_terms else None,
+            contract_cap=contract_cap,
         )
-        record: dict[Any, Any] = {
-            k: ("" if v is None else str(v)) for k, v in asdict(connection).items()
-        }
-        record["api_key"] = self._secret_box().encrypt(api_key)
         pipe = self.redis.pipeline()
-        pipe.hset(keys.connection(connection.id), mapping=record)
+        pipe.hset(
+            keys.connection(connection.id),
+            mapping={
+                "record": json.dumps(asdict(connection)),
+                "api_key": self._secret_box().encrypt(api_key),
+            },
+        )
         pipe.sadd(keys.CONNECTIONS, connection.id)
         pipe.execute()
         return connection
 
     def get_connection(self, connection_id: str) -> Connection:
-        raw = _decode(self.redis.hgetall(keys.connection(connection_id)))
-        if not raw:
+        raw = self.redis.hget(keys.connection(connection_id), "record")
+        if raw is None:
             raise NotFound(f"no connection {connection_id!r}")
-        return Connection(
-            id=raw["id"],
-            name=raw["name"],
-            allow=raw["allow"],
-            account_id=raw.get("account_id") or None,
-            verified_via=raw.get("verified_via") or None,
-            verified_at=_opt_float(raw.get("verified_at")),
-            created_by=raw["created_by"],
-            created_at=float(raw["created_at"]),
-            privacy_terms_accepted_by=raw.get("privacy_terms_accepted_by") or None,
-            privacy_terms_accepted_at=_opt_float(raw.get("privacy_terms_accepted_at")),
+        return _load(Connection, raw)
+
+    def save_connection(self, connection: Connection) -> None:
+        self.get_connection(connection.id)
+        self.redis.hset(keys.connection(connection.id), "record", json.dumps(asdict(connection)))
+
+    def accept_terms(self, connection_id: str, user: str) -> Connection:
+        now = time.time()
+        updated = replace(
+            self.get_connection(connection_id),
+            privacy_terms_accepted_by=user,
+            privacy_terms_accepted_at=now,
         )
+        self.save_connection(updated)
+        return updated
+
+    def mark_verified(
+        self, connection_id: str, verified_via: str, account_id: str | None
+    ) -> Connection:
+        current = self.get_connection(connection_id)
+        updated = replace(
+            current,
+            verified_via=verified_via,
+            verified_at=time.time(),
+            account_id=account_id or current.account_id,
+        )
+        self.save_connection(updated)
+        return updated
+
+    def rotate_key(
+        self, connection_id: str, api_key: str, verified_via: str, account_id: str | None
+    ) -> Connection:
+        """Replace the key in place: exports keep pointing at the connection."""
+        current = self.get_connection(connection_id)
+        now = time.time()
+        updated = replace(
+            current,
+            verified_via=verified_via,
+            verified_at=now,
+            account_id=account_id or current.account_id,
+            key_rotated_at=now,
+        )
+        pipe = self.redis.pipeline()
+        pipe.hset(
+            keys.connection(connection_id),
+            mapping={
+                "record": json.dumps(asdict(updated)),
+                "api_key": self._secret_box().encrypt(api_key),
+            },
+        )
+        pipe.execute()
+        return updated
 
     def connection_api_key(self, connection_id: str) -> str:
         token = self.redis.hget(keys.connection(connection_id), "api_key")
@@ -153,18 +215,18 @@ class Store:
         ids = sorted(text(m) for m in self.redis.smembers(keys.CONNECTIONS))
         return [self.get_connection(i) for i in ids]
 
-    def remove_connection(self, connection_id: str) -> None:
+    def remove_connection(self, connection_id: str) -> list[str]:
+        """Remove the connection and its exports; returns the removed export ids."""
         self.get_connection(connection_id)
-        in_use = [e.id for e in self.list_exports() if e.connection_id == connection_id]
-        if in_use:
-            raise InvalidInput(
-                f"connection {connection_id} is used by exports {', '.join(in_use)}: "
-                "remove them first"
-            )
+        exports = [e.id for e in self.list_exports() if e.connection_id == connection_id]
         pipe = self.redis.pipeline()
+        for export_id in exports:
+            pipe.delete(keys.export(export_id))
+            pipe.srem(keys.EXPORTS, export_id)
         pipe.delete(keys.connection(connection_id))
         pipe.srem(keys.CONNECTIONS, connection_id)
         pipe.execute()
+        return exports
 
     # -- exports -------------------------------------------------------------------
 
@@ -177,10 +239,20 @@ class Store:
         email_field: str,
         properties: dict[str, str] | None,
         created_by: str,
+        segment: str | None = None,
+        segment_format: str | None = None,
+        schedule: str | None = None,
+        max_profiles: int = 0,
+        enabled: bool = True,
+        mode: str = "add",
     ) -> Export:
         self.get_connection(connection_id)
         if not email_field.strip():
-            raise InvalidInput("email field must not be empty")
+            raise InvalidInput("--email-field must not be empty")
+        if max_profiles < 0:
+            raise InvalidInput("--max-profiles must be 0 (no cap) or more")
+        if mode not in MODES:
+            raise InvalidInput(f"--mode must be one of {', '.join(MODES)}")
         export = Export(
             id=new_id("e_"),
             name=name.strip() or list_id,
@@ -188,33 +260,30 @@ class Store:
             list_id=list_id,
             email_field=email_field,
             properties=dict(properties or {}),
+            enabled=enabled,
+            segment=segment,
+            segment_format=segment_format,
+            schedule=schedule,
+            max_profiles=max_profiles,
+            mode=mode,
             created_by=created_by,
             created_at=time.time(),
         )
-        record = asdict(export)
-        record["properties"] = json.dumps(export.properties)
-        record["enabled"] = "1" if export.enabled else "0"
         pipe = self.redis.pipeline()
-        pipe.hset(keys.export(export.id), mapping={k: str(v) for k, v in record.items()})
+        pipe.hset(keys.export(export.id), "record", json.dumps(asdict(export)))
         pipe.sadd(keys.EXPORTS, export.id)
         pipe.execute()
         return export
 
     def get_export(self, export_id: str) -> Export:
-        raw = _decode(self.redis.hgetall(keys.export(export_id)))
-        if not raw:
+        raw = self.redis.hget(keys.export(export_id), "record")
+        if raw is None:
             raise NotFound(f"no export {export_id!r}")
-        return Export(
-            id=raw["id"],
-            name=raw["name"],
-            connection_id=raw["connection_id"],
-            list_id=raw["list_id"],
-            email_field=raw["email_field"],
-            properties=json.loads(raw.get("properties") or "{}"),
-            enabled=raw.get("enabled", "1") == "1",
-            created_by=raw.get("created_by", ""),
-            created_at=float(raw.get("created_at") or 0),
-        )
+        return _load(Export, raw)
+
+    def save_export(self, export: Export) -> None:
+        self.get_export(export.id)
+        self.redis.hset(keys.export(export.id), "record", json.dumps(asdict(export)))
 
     def list_exports(self) -> list[Export]:
         ids = sorted(text(m) for m in self.redis.smembers(keys.EXPORTS))

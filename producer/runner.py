@@ -15,9 +15,11 @@ from typing import Any, Final
 
 from klaviyo_client import FatalError, KlaviyoError, NotFoundError
 from klaviyo_client.retry import with_retries
+from klaviyo_export import audit
+from klaviyo_export.actors import Actor, require_use
 from klaviyo_export.context import Context
 from klaviyo_export.errors import ExportError, SourceError
-from klaviyo_export.store import Export
+from klaviyo_export.store import Connection, Export
 from producer.batches import BatchPacker
 from producer.dispatch import launch_run
 from producer.profiles import EmailDeduplicator, ProfileMapper, Rejection
@@ -29,12 +31,17 @@ REJECTION_FLUSH: Final = 1000
 PROGRESS_EVERY: Final = 50_000
 
 
+class ExportBusy(ExportError):
+    """The export has a run in progress: runs of one export never overlap."""
+
+
 @dataclass(frozen=True)
 class RunRequest:
     export_id: str
     source: str
+    actor: Actor
     format: str | None = None
-    requested_by: str = "cli"
+    trigger: str = "on demand"  # or "schedule", "upstream"
 
 
 def start_run(
@@ -44,23 +51,66 @@ def start_run(
 ) -> str:
     """Record a run, read and store its batches, launch it; returns the run id.
 
-    A run that cannot start (bad key, unknown list, unreadable source) is
-    recorded as ``failed`` with the reason, and its id is still returned.
+    Refused outright (no run recorded): an actor who may not use the export's
+    connection, a disabled export, an export with a run in progress (the
+    second run is skipped, never queued). A run that cannot complete its
+    start (bad key, unknown list, unreadable source, over a cap, the export
+    removed meanwhile) is recorded as ``failed`` or ``cancelled`` with the
+    reason, and its id is still returned.
     """
     export = ctx.store.get_export(request.export_id)
-    run_id = ctx.runs.create(export.id, request.source, request.requested_by)
+    connection = ctx.store.get_connection(export.connection_id)
+    require_use(request.actor, connection)
+    if not export.enabled:
+        raise ExportError(f"export {export.id} is disabled: enable it to run it")
+    run_id = ctx.runs.create(
+        export.id, request.source, request.actor.user, connection.id, export.list_id
+    )
+    holder = ctx.runs.lock_export(export.id, run_id)
+    if holder != run_id:
+        ctx.runs.discard(run_id)
+        raise ExportBusy(f"export {export.id} has run {holder} in progress: this run is skipped")
+    audit.record(
+        ctx.redis,
+        request.actor,
+        "run.start",
+        run_id,
+        export=export.id,
+        trigger=request.trigger,
+        source=request.source,
+    )
     try:
         _preflight(ctx, export)
         rows_read, submitted, batches = _read_and_store(ctx, run_id, export, request, on_progress)
+        _check_caps(submitted, export, connection, ctx.settings.max_profiles_per_run)
     except (ExportError, KlaviyoError) as exc:
+        ctx.runs.discard_batches(run_id)
         ctx.runs.finish(run_id, status="failed", message=str(exc))
         return run_id
     ctx.runs.mark_running(run_id, rows_read=rows_read, submitted=submitted, batches=batches)
-    if batches == 0:
+    abort = ctx.runs.abort_reason(run_id)
+    if abort is not None:  # removed while we were reading: send nothing
+        ctx.runs.discard_batches(run_id)
+        ctx.runs.finish(run_id)
+    elif batches == 0:
         ctx.runs.finish(run_id)
     else:
         launch_run(ctx.settings, run_id, batches)
     return run_id
+
+
+def _check_caps(submitted: int, export: Export, connection: Connection, default: int) -> None:
+    """Over a cap, nothing is sent: the run fails before any upload."""
+    caps = [
+        (export.max_profiles or default, f"export {export.id}'s cap"),
+        (connection.contract_cap, f"connection {connection.id}'s contract cap"),
+    ]
+    for cap, name in caps:
+        if cap and submitted > cap:
+            raise ExportError(
+                f"the segment has {submitted:,} profiles to send, over {name} of {cap:,}: "
+                "nothing was sent"
+            )
 
 
 def _preflight(ctx: Context, export: Export) -> None:

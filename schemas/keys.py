@@ -28,6 +28,11 @@ def export(export_id: str) -> str:
     return f"{PREFIX}export:{export_id}"
 
 
+def export_lock(export_id: str) -> str:
+    """String: the id of the export's run in progress (runs never overlap)."""
+    return f"{PREFIX}export:{export_id}:lock"
+
+
 def export_runs(export_id: str) -> str:
     """Zset: this export's run ids by creation time."""
     return f"{PREFIX}export:{export_id}:runs"

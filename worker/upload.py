@@ -85,21 +85,26 @@ def upload_batch(ctx: Context, run_id: str, number: int) -> dict[str, Any]:
         raise RuntimeError(f"run {run_id} batch {number}: payload missing from the store")
     batch = Batch(run_id, number, *payload)
     abort = runs.abort_reason(run_id)
-    if abort is not None:
+    submitted = bool(runs.batch_state(run_id, number).get("job_id"))
+    if abort is not None and not submitted:
+        # Not sent yet: do not send. A batch Klaviyo already took is followed
+        # to its end, so that the counts say what really happened.
         return _fail_all(
             runs, batch, "not_sent", f"not sent: {abort}", status=_stop_status(runs, run_id)
         )
+    connection_id, list_id = runs.target(run_id)
     try:
-        export = ctx.store.get_export(runs.export_id(run_id))
+        connection = ctx.store.get_connection(connection_id)
     except NotFound:
-        runs.abort(run_id, "the export was removed", cancel=True)
-        return _fail_all(
-            runs, batch, "not_sent", "not sent: the export was removed", status="cancelled"
-        )
-    connection = ctx.store.get_connection(export.connection_id)
+        runs.abort(run_id, "the connection was removed", cancel=True)
+        if submitted:
+            detail = "the connection was removed while Klaviyo imported this batch: outcome unknown"
+            return _fail_all(runs, batch, "outcome_unknown", detail, status="cancelled")
+        detail = "not sent: the connection was removed"
+        return _fail_all(runs, batch, "not_sent", detail, status="cancelled")
     quota = Quota(RateLimiter(ctx.redis, headroom_from_env()), _account_key(connection))
     client = ctx.klaviyo(connection.id, before_request=quota.before_request)
-    return _advance(runs, client, quota, batch, export.list_id)
+    return _advance(runs, client, quota, batch, list_id)
 
 
 def fail_lost_batch(ctx: Context, run_id: str, number: int, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""``connection`` and ``export``: set up where segments go.
+"""``connection``, ``export``, ``audit`` and ``secret-key``: set up where segments go.
 
 API keys are never taken on the command line (they would land in shell
 history and in ``ps``): ``--api-key-env VAR`` names an environment variable,
@@ -8,34 +8,62 @@ history and in ``ps``): ``--api-key-env VAR`` names an environment variable,
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
-from klaviyo_client import KlaviyoClient, NotFoundError
-from klaviyo_client.retry import with_retries
+from klaviyo_export import audit, operations
 from klaviyo_export.commands.output import add_json_flag, emit_json, emit_table
 from klaviyo_export.context import Context
 from klaviyo_export.errors import InvalidInput
 from klaviyo_export.secrets import generate_key
+from schemas.contracts import SOURCE_FORMATS
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    SubParsers = argparse._SubParsersAction
 
 
-def current_user() -> str:
-    return os.environ.get("KLAVIYO_EXPORT_USER") or getpass.getuser()
-
-
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: SubParsers) -> None:
     key = sub.add_parser("secret-key", help="print a new KLAVIYO_EXPORT_SECRET_KEY")
     key.set_defaults(_run=lambda args: print(generate_key()) or 0)
+    _register_connections(sub)
+    _register_exports(sub)
+    log = sub.add_parser("audit", help="who changed what, and every run, newest first")
+    log.add_argument("--limit", type=int, default=50)
+    add_json_flag(log)
+    log.set_defaults(_run=_audit)
 
-    conn = sub.add_parser("connection", help="Klaviyo accounts (API keys) exports can use")
-    conn_sub = conn.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = conn_sub.add_parser("add", help="add a connection; the key is checked against Klaviyo")
-    add.add_argument("--name", required=True, help="display name")
-    source = add.add_mutually_exclusive_group(required=True)
+
+def _key_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--api-key-env", metavar="VAR", help="read the private API key from $VAR")
     source.add_argument("--api-key-stdin", action="store_true", help="read the key from stdin")
+
+
+def _leaf(sub: SubParsers, name: str, helptext: str, run: Any, id_arg: str | None) -> Any:
+    parser = sub.add_parser(name, help=helptext, description=helptext)
+    if id_arg:
+        parser.add_argument(id_arg, metavar="ID")
+    add_json_flag(parser)
+    parser.set_defaults(_run=run)
+    return parser
+
+
+def _register_connections(sub: SubParsers) -> None:
+    conn = sub.add_parser("connection", help="Klaviyo accounts (API keys) exports can use")
+    actions = conn.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = _leaf(
+        actions,
+        "add",
+        "add a connection (admins); the key is checked with Klaviyo",
+        _connection_add,
+        None,
+    )
+    add.add_argument("--name", required=True, help="display name")
+    _key_source(add)
     add.add_argument(
         "--allow",
         choices=("admins", "contributors"),
@@ -45,27 +73,55 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add.add_argument(
         "--accept-privacy-terms",
         action="store_true",
-        help="accept that exported profiles leave this system for Klaviyo (required to export)",
+        help="accept that exported profiles leave this system for Klaviyo "
+        "(no export can use the connection until someone does)",
     )
-    add_json_flag(add)
-    add.set_defaults(_run=_connection_add)
-    for name, helptext, run in (
-        ("list", "list connections (never the keys)", _connection_list),
-        ("verify", "check a connection's key against Klaviyo again", _connection_verify),
-        ("remove", "remove a connection with no exports", _connection_remove),
-    ):
-        p = conn_sub.add_parser(name, help=helptext)
-        if name != "list":
-            p.add_argument("connection_id", metavar="ID")
-        add_json_flag(p)
-        p.set_defaults(_run=run)
+    add.add_argument(
+        "--contract-cap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="most profiles one run may send to this account (default 0: none)",
+    )
+    _leaf(actions, "list", "list connections (never the keys)", _connection_list, None)
+    _leaf(
+        actions,
+        "verify",
+        "check a connection's key against Klaviyo again",
+        _connection_verify,
+        "connection_id",
+    )
+    _leaf(
+        actions,
+        "accept-terms",
+        "accept the data-privacy terms (admins)",
+        _connection_accept_terms,
+        "connection_id",
+    )
+    rotate = _leaf(
+        actions,
+        "rotate-key",
+        "replace the API key; exports keep working (admins)",
+        _connection_rotate,
+        "connection_id",
+    )
+    _key_source(rotate)
+    _leaf(
+        actions,
+        "remove",
+        "remove a connection and its exports; their runs are cancelled (admins)",
+        _connection_remove,
+        "connection_id",
+    )
 
+
+def _register_exports(sub: SubParsers) -> None:
     exp = sub.add_parser("export", help="destinations: a connection, a list and the email field")
-    exp_sub = exp.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = exp_sub.add_parser("add", help="add an export (saving does not run it)")
-    add.add_argument("--name", default="", help="display name (default: the list id)")
+    actions = exp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = _leaf(actions, "add", "add an export (saving does not run it)", _export_add, None)
+    add.add_argument("--name", default="", help="display name (default: the list's name)")
     add.add_argument("--connection", required=True, metavar="ID", help="connection id")
-    add.add_argument("--list-id", required=True, help="the Klaviyo list id")
+    add.add_argument("--list-id", required=True, help="the Klaviyo list id (checked to exist)")
     add.add_argument("--email-field", required=True, help="the segment column holding the email")
     add.add_argument(
         "--property",
@@ -75,52 +131,73 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="also send COLUMN, as NAME (a Klaviyo attribute such as first_name, "
         "or a custom property); repeatable",
     )
-    add_json_flag(add)
-    add.set_defaults(_run=_export_add)
-    for name, helptext, run in (
-        ("list", "list exports", _export_list),
-        ("remove", "remove an export: nothing more of it runs", _export_remove),
-    ):
-        p = exp_sub.add_parser(name, help=helptext)
-        if name == "remove":
-            p.add_argument("export_id", metavar="ID")
-        add_json_flag(p)
-        p.set_defaults(_run=run)
+    add.add_argument(
+        "--segment",
+        metavar="PATH",
+        help="where scheduled refreshes read the segment (CSV/JSON Lines, gzip ok)",
+    )
+    add.add_argument("--format", choices=SOURCE_FORMATS, help="the segment's format")
+    add.add_argument(
+        "--schedule",
+        metavar="CRON",
+        help='its own refresh schedule, five cron fields (e.g. "0 */6 * * *")',
+    )
+    add.add_argument(
+        "--max-profiles",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cap on profiles a run sends (default 0: the system default)",
+    )
+    add.add_argument("--disabled", action="store_true", help="save it disabled")
+    _leaf(actions, "list", "list exports", _export_list, None)
+    _leaf(actions, "enable", "let the export run again", _export_enable, "export_id")
+    _leaf(actions, "disable", "stop scheduled and on-demand runs", _export_disable, "export_id")
+    _leaf(
+        actions,
+        "remove",
+        "remove an export: nothing more of it runs (admins)",
+        _export_remove,
+        "export_id",
+    )
 
 
 def _read_key(args: argparse.Namespace) -> str:
     if args.api_key_stdin:
         key = sys.stdin.readline().strip()
-    else:
-        key = os.environ.get(args.api_key_env, "").strip()
         if not key:
-            raise InvalidInput(f"environment variable {args.api_key_env} is empty or not set")
+            raise InvalidInput("--api-key-stdin: no API key on standard input")
+        return key
+    key = os.environ.get(args.api_key_env, "").strip()
     if not key:
-        raise InvalidInput("no API key on standard input")
+        raise InvalidInput(
+            f"--api-key-env: environment variable {args.api_key_env} is empty or unset"
+        )
     return key
 
 
-def _connection_add(args: argparse.Namespace) -> int:
-    ctx = Context.from_env()
-    api_key = _read_key(args)
-    check = with_retries(KlaviyoClient(api_key, ctx.client_settings).verify_key)
-    connection = ctx.store.add_connection(
-        name=args.name,
-        api_key=api_key,
-        allow=args.allow,
-        created_by=current_user(),
-        account_id=check.account_id,
-        verified_via=check.via,
-        accepted_terms=args.accept_privacy_terms,
-    )
-    _show(
-        args,
-        connection.public(),
-        f"connection {connection.id} added (key verified via {check.via})",
-    )
-    if not args.accept_privacy_terms and not args.json:
-        print("note: exports cannot use it until the data-privacy terms are accepted")
+def _show(args: argparse.Namespace, value: dict[str, Any], message: str) -> int:
+    if args.json:
+        emit_json(value)
+    else:
+        print(message)
     return 0
+
+
+def _connection_add(args: argparse.Namespace) -> int:
+    connection = operations.add_connection(
+        Context.from_env(),
+        args.actor,
+        name=args.name,
+        api_key=_read_key(args),
+        allow=args.allow,
+        accept_privacy_terms=args.accept_privacy_terms,
+        contract_cap=args.contract_cap,
+    )
+    message = f"connection {connection.id} added (key verified via {connection.verified_via})"
+    if not connection.terms_accepted:
+        message += "\nnote: no export can use it until the data-privacy terms are accepted"
+    return _show(args, connection.public(), message)
 
 
 def _connection_list(args: argparse.Namespace) -> int:
@@ -128,30 +205,53 @@ def _connection_list(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"connections": rows})
     else:
-        emit_table(rows, ["id", "name", "allow", "account_id", "verified_via", "created_by"])
+        emit_table(
+            rows,
+            [
+                "id",
+                "name",
+                "allow",
+                "account_id",
+                "verified_via",
+                "privacy_terms_accepted_by",
+                "created_by",
+            ],
+        )
     return 0
 
 
 def _connection_verify(args: argparse.Namespace) -> int:
-    ctx = Context.from_env()
-    ctx.store.get_connection(args.connection_id)
-    check = with_retries(ctx.klaviyo(args.connection_id).verify_key)
-    _show(
+    connection = operations.verify_connection(Context.from_env(), args.actor, args.connection_id)
+    return _show(
         args,
-        {"id": args.connection_id, "account_id": check.account_id, "via": check.via},
-        f"connection {args.connection_id}: key valid (checked via {check.via})",
+        connection.public(),
+        f"connection {connection.id}: key valid (checked via {connection.verified_via})",
     )
-    return 0
+
+
+def _connection_accept_terms(args: argparse.Namespace) -> int:
+    connection = operations.accept_terms(Context.from_env(), args.actor, args.connection_id)
+    return _show(
+        args,
+        connection.public(),
+        f"connection {connection.id}: data-privacy terms accepted by {args.actor.user}",
+    )
+
+
+def _connection_rotate(args: argparse.Namespace) -> int:
+    connection = operations.rotate_key(
+        Context.from_env(), args.actor, args.connection_id, _read_key(args)
+    )
+    return _show(args, connection.public(), f"connection {connection.id}: key replaced")
 
 
 def _connection_remove(args: argparse.Namespace) -> int:
-    Context.from_env().store.remove_connection(args.connection_id)
-    _show(
+    removed = operations.remove_connection(Context.from_env(), args.actor, args.connection_id)
+    return _show(
         args,
-        {"id": args.connection_id, "removed": True},
-        f"connection {args.connection_id} removed",
+        {"id": args.connection_id, "removed": True, "exports_removed": removed},
+        f"connection {args.connection_id} removed, with exports: {removed or 'none'}",
     )
-    return 0
 
 
 def _parse_properties(values: list[str]) -> dict[str, str]:
@@ -165,23 +265,26 @@ def _parse_properties(values: list[str]) -> dict[str, str]:
 
 
 def _export_add(args: argparse.Namespace) -> int:
-    ctx = Context.from_env()
-    ctx.store.get_connection(args.connection)
-    try:
-        client = ctx.klaviyo(args.connection)
-        found = with_retries(lambda: client.get_list(args.list_id))
-    except NotFoundError:
-        raise InvalidInput(f"--list-id: Klaviyo has no list {args.list_id}") from None
-    export = ctx.store.add_export(
-        name=args.name or found.name,
+    export = operations.add_export(
+        Context.from_env(),
+        args.actor,
         connection_id=args.connection,
         list_id=args.list_id,
         email_field=args.email_field,
+        name=args.name,
         properties=_parse_properties(args.property),
-        created_by=current_user(),
+        segment=args.segment,
+        segment_format=args.format,
+        schedule=args.schedule,
+        max_profiles=args.max_profiles,
+        enabled=not args.disabled,
     )
-    _show(args, export.public(), f"export {export.id} added: list {found.id} ({found.name})")
-    return 0
+    return _show(
+        args,
+        export.public(),
+        f"export {export.id} added: list {export.list_id} "
+        f"({export.name}); it runs when asked or scheduled, not now",
+    )
 
 
 def _export_list(args: argparse.Namespace) -> int:
@@ -189,18 +292,48 @@ def _export_list(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"exports": rows})
     else:
-        emit_table(rows, ["id", "name", "connection_id", "list_id", "email_field", "properties"])
+        emit_table(
+            rows,
+            [
+                "id",
+                "name",
+                "connection_id",
+                "list_id",
+                "email_field",
+                "enabled",
+                "schedule",
+                "segment",
+            ],
+        )
     return 0
+
+
+def _export_enable(args: argparse.Namespace) -> int:
+    export = operations.set_enabled(Context.from_env(), args.actor, args.export_id, True)
+    return _show(args, export.public(), f"export {export.id} enabled")
+
+
+def _export_disable(args: argparse.Namespace) -> int:
+    export = operations.set_enabled(Context.from_env(), args.actor, args.export_id, False)
+    return _show(args, export.public(), f"export {export.id} disabled")
 
 
 def _export_remove(args: argparse.Namespace) -> int:
-    Context.from_env().store.remove_export(args.export_id)
-    _show(args, {"id": args.export_id, "removed": True}, f"export {args.export_id} removed")
-    return 0
+    cancelled = operations.remove_export(Context.from_env(), args.actor, args.export_id)
+    return _show(
+        args,
+        {"id": args.export_id, "removed": True, "runs_cancelled": cancelled},
+        f"export {args.export_id} removed; runs cancelled: {cancelled or 'none'}",
+    )
 
 
-def _show(args: argparse.Namespace, value: dict[str, Any], text: str) -> None:
+def _audit(args: argparse.Namespace) -> int:
+    entries = audit.recent(Context.from_env().redis, args.limit)
     if args.json:
-        emit_json(value)
-    else:
-        print(text)
+        emit_json({"entries": entries})
+        return 0
+    table = [
+        {**e, "at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))} for e in entries
+    ]
+    emit_table(table, ["at", "user", "role", "action", "target", "detail"])
+    return 0

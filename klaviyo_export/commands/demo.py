@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from klaviyo_client import KlaviyoClient
+from klaviyo_export import operations
+from klaviyo_export.actors import Actor
 from klaviyo_export.commands.output import emit_json
 from klaviyo_export.commands.runs import _print_status, _summary
 from klaviyo_export.context import Context
@@ -26,6 +27,7 @@ from klaviyo_export.services import celery_workers, redis_for_demo
 from schemas.contracts import FINAL_RUN_STATUSES
 
 DEMO_LIST = ("DeMo01", "Demo newsletter")
+DEMO_ADMIN = Actor("demo", "admin")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -69,23 +71,22 @@ def _demo(args: argparse.Namespace) -> int:
         }
         ctx = Context.from_env(env)
         with celery_workers(env, count=args.workers, log_dir=workdir):
-            check = KlaviyoClient(api_key, ctx.client_settings).verify_key()
-            connection = ctx.store.add_connection(
+            connection = operations.add_connection(
+                ctx,
+                DEMO_ADMIN,
                 name="Demo account",
                 api_key=api_key,
                 allow="contributors",
-                created_by="demo",
-                account_id=check.account_id,
-                verified_via=check.via,
-                accepted_terms=True,
+                accept_privacy_terms=True,
             )
-            export = ctx.store.add_export(
-                name="Demo export",
+            export = operations.add_export(
+                ctx,
+                DEMO_ADMIN,
                 connection_id=connection.id,
                 list_id=DEMO_LIST[0],
                 email_field="email",
+                name="Demo export",
                 properties={"first_name": "first_name", "plan": "plan"},
-                created_by="demo",
             )
             segment = workdir / "segment.csv"
             makeup = write_sample(segment, args.profiles)
@@ -96,7 +97,7 @@ def _demo(args: argparse.Namespace) -> int:
             from producer.runner import RunRequest, start_run
 
             started = time.monotonic()
-            run_id = start_run(ctx, RunRequest(export.id, str(segment), None, "demo"))
+            run_id = start_run(ctx, RunRequest(export.id, str(segment), DEMO_ADMIN))
             status = ctx.runs.status(run_id)
             while status["status"] not in FINAL_RUN_STATUSES:
                 if time.monotonic() - started > 600:

@@ -8,7 +8,6 @@ import sys
 import time
 from typing import Any
 
-from klaviyo_export.commands.config import current_user
 from klaviyo_export.commands.output import add_json_flag, emit_json, emit_table
 from klaviyo_export.context import Context
 from schemas.contracts import FINAL_RUN_STATUSES, SOURCE_FORMATS
@@ -51,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
 
     ctx = Context.from_env()
     progress = _Progress(enabled=not args.json)
-    request = RunRequest(args.export_id, args.source, args.format, current_user())
+    request = RunRequest(args.export_id, args.source, args.actor, args.format)
     run_id = start_run(ctx, request, on_progress=progress.reading)
     progress.done()
     if not args.wait:

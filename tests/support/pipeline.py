@@ -122,6 +122,7 @@ def pipeline(
             "KLAVIYO_BASE_URL": sandbox.base_url,
             "KLAVIYO_EXPORT_SECRET_KEY": generate_key(),
             "KLAVIYO_EXPORT_USER": "tester",
+            "KLAVIYO_EXPORT_ROLE": "admin",
             **(env or {}),
         }
         with (

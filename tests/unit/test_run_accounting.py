@@ -30,7 +30,7 @@ def _result(run_id: str, batch: int, imported: int, failed: int, status: str) ->
 
 
 def _started(runs: Runs, submitted: int = 10, batches: int = 2) -> str:
-    run_id = runs.create("e_1", "seg.csv", "tester")
+    run_id = runs.create("e_1", "seg.csv", "tester", "c_1", "L1")
     runs.add_rejections(
         run_id, [{"row": 3, "field": "email", "code": "invalid_email", "reason": "x"}]
     )
@@ -98,13 +98,13 @@ def test_a_cancelled_run_ends_cancelled(runs: Runs) -> None:
 
 
 def test_all_rows_rejected_is_a_failed_run_empty_segment_is_not(runs: Runs) -> None:
-    run_id = runs.create("e_1", "seg.csv", "t")
+    run_id = runs.create("e_1", "seg.csv", "t", "c_1", "L1")
     runs.add_rejections(
         run_id, [{"row": 1, "field": "email", "code": "missing_email", "reason": "x"}]
     )
     runs.mark_running(run_id, rows_read=1, submitted=0, batches=0)
     assert runs.finish(run_id)["status"] == "failed"
-    empty = runs.create("e_1", "empty.csv", "t")
+    empty = runs.create("e_1", "empty.csv", "t", "c_1", "L1")
     runs.mark_running(empty, rows_read=0, submitted=0, batches=0)
     assert runs.finish(empty)["status"] == "succeeded"
 

@@ -17,7 +17,7 @@ def runs() -> Runs:
 
 
 def _running(runs: Runs, batches: int) -> str:
-    run_id = runs.create("e_1", "seg.csv", "t")
+    run_id = runs.create("e_1", "seg.csv", "t", "c_1", "L1")
     for n in range(batches):
         runs.store_batch(
             run_id, n, b'[{"type":"profile","attributes":{"email":"a@b.co"}}]', [n + 1]

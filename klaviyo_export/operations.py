@@ -1,0 +1,193 @@
+"""What people do to connections and exports: each action checks the actor's
+role, does the work, and writes the audit log. The CLI, the Python API and the
+upstream listener all come through here, so the rules hold everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from klaviyo_client import KlaviyoClient, NotFoundError
+from klaviyo_client.retry import with_retries
+from klaviyo_export import audit
+from klaviyo_export.actors import Actor, require_admin, require_use
+from klaviyo_export.context import Context
+from klaviyo_export.errors import InvalidInput
+from klaviyo_export.store import Connection, Export
+from schemas.contracts import FINAL_RUN_STATUSES
+
+
+def add_connection(
+    ctx: Context,
+    actor: Actor,
+    *,
+    name: str,
+    api_key: str,
+    allow: str = "admins",
+    accept_privacy_terms: bool = False,
+    contract_cap: int = 0,
+) -> Connection:
+    """Check the key against Klaviyo, then store it encrypted; admins only."""
+    require_admin(actor, "add connections")
+    check = with_retries(KlaviyoClient(api_key, ctx.client_settings).verify_key)
+    connection = ctx.store.add_connection(
+        name=name,
+        api_key=api_key,
+        allow=allow,
+        created_by=actor.user,
+        account_id=check.account_id,
+        verified_via=check.via,
+        accepted_terms=accept_privacy_terms,
+        contract_cap=contract_cap,
+    )
+    audit.record(
+        ctx.redis,
+        actor,
+        "connection.add",
+        connection.id,
+        name=connection.name,
+        allow=allow,
+        privacy_terms_accepted=accept_privacy_terms,
+        verified_via=check.via,
+    )
+    return connection
+
+
+def verify_connection(ctx: Context, actor: Actor, connection_id: str) -> Connection:
+    """Check the stored key against Klaviyo again (anyone may)."""
+    check = with_retries(ctx.klaviyo(connection_id).verify_key)
+    connection = ctx.store.mark_verified(connection_id, check.via, check.account_id)
+    audit.record(ctx.redis, actor, "connection.verify", connection_id, verified_via=check.via)
+    return connection
+
+
+def accept_terms(ctx: Context, actor: Actor, connection_id: str) -> Connection:
+    require_admin(actor, "accept a connection's data-privacy terms")
+    connection = ctx.store.accept_terms(connection_id, actor.user)
+    audit.record(ctx.redis, actor, "connection.accept_terms", connection_id)
+    return connection
+
+
+def rotate_key(ctx: Context, actor: Actor, connection_id: str, api_key: str) -> Connection:
+    """A new key for the same account; exports keep working, unchanged."""
+    require_admin(actor, "rotate a connection's API key")
+    current = ctx.store.get_connection(connection_id)
+    check = with_retries(KlaviyoClient(api_key, ctx.client_settings).verify_key)
+    if current.account_id and check.account_id and check.account_id != current.account_id:
+        raise InvalidInput(
+            f"the new key belongs to Klaviyo account {check.account_id}, "
+            f"not {current.account_id}: add a new connection instead"
+        )
+    connection = ctx.store.rotate_key(connection_id, api_key, check.via, check.account_id)
+    audit.record(ctx.redis, actor, "connection.rotate_key", connection_id, verified_via=check.via)
+    return connection
+
+
+def remove_connection(ctx: Context, actor: Actor, connection_id: str) -> list[str]:
+    """Remove a connection with its exports; their unfinished runs are cancelled."""
+    require_admin(actor, "remove connections")
+    for export in ctx.store.list_exports():
+        if export.connection_id == connection_id:
+            _cancel_runs(ctx, export.id, f"its connection was removed by {actor.user}")
+    removed = ctx.store.remove_connection(connection_id)
+    audit.record(ctx.redis, actor, "connection.remove", connection_id, exports_removed=removed)
+    return removed
+
+
+def add_export(
+    ctx: Context,
+    actor: Actor,
+    *,
+    connection_id: str,
+    list_id: str,
+    email_field: str,
+    name: str = "",
+    properties: dict[str, str] | None = None,
+    segment: str | None = None,
+    segment_format: str | None = None,
+    schedule: str | None = None,
+    max_profiles: int = 0,
+    enabled: bool = True,
+) -> Export:
+    """Save an export (checking that the list exists); saving never runs it."""
+    connection = ctx.store.get_connection(connection_id)
+    require_use(actor, connection)
+    if schedule is not None:
+        validate_cron(schedule)
+    client = ctx.klaviyo(connection_id)
+    try:
+        found = with_retries(lambda: client.get_list(list_id))
+    except NotFoundError:
+        raise InvalidInput(f"--list-id: Klaviyo has no list {list_id}") from None
+    export = ctx.store.add_export(
+        name=name or found.name,
+        connection_id=connection_id,
+        list_id=list_id,
+        email_field=email_field,
+        properties=properties,
+        created_by=actor.user,
+        segment=segment,
+        segment_format=segment_format,
+        schedule=schedule,
+        max_profiles=max_profiles,
+        enabled=enabled,
+    )
+    audit.record(
+        ctx.redis,
+        actor,
+        "export.add",
+        export.id,
+        connection=connection_id,
+        list_id=list_id,
+        schedule=schedule,
+        enabled=enabled,
+    )
+    return export
+
+
+def set_enabled(ctx: Context, actor: Actor, export_id: str, enabled: bool) -> Export:
+    export = ctx.store.get_export(export_id)
+    require_use(actor, ctx.store.get_connection(export.connection_id))
+    updated = replace(export, enabled=enabled)
+    ctx.store.save_export(updated)
+    audit.record(ctx.redis, actor, "export.enable" if enabled else "export.disable", export_id)
+    return updated
+
+
+def remove_export(ctx: Context, actor: Actor, export_id: str) -> list[str]:
+    """Remove an export at once: nothing more of it runs; returns cancelled runs."""
+    require_admin(actor, "remove exports")
+    ctx.store.get_export(export_id)
+    ctx.store.remove_export(export_id)
+    cancelled = _cancel_runs(ctx, export_id, f"the export was removed by {actor.user}")
+    audit.record(ctx.redis, actor, "export.remove", export_id, runs_cancelled=cancelled)
+    return cancelled
+
+
+def _cancel_runs(ctx: Context, export_id: str, reason: str) -> list[str]:
+    cancelled = []
+    for status in ctx.runs.recent(export_id, limit=1000):
+        if status["status"] not in FINAL_RUN_STATUSES:
+            ctx.runs.abort(status["run_id"], reason, cancel=True)
+            cancelled.append(status["run_id"])
+    return cancelled
+
+
+def validate_cron(expression: str) -> None:
+    """A five-field cron expression, as Celery beat reads it."""
+    from celery.schedules import crontab
+
+    parts = expression.split()
+    if len(parts) != 5:
+        raise InvalidInput(f"--schedule {expression!r}: a cron expression has five fields")
+    minute, hour, day_of_month, month_of_year, day_of_week = parts
+    try:
+        crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+    except (ValueError, IndexError) as exc:
+        raise InvalidInput(f"--schedule {expression!r}: {exc}") from None
