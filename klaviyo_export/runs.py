@@ -122,6 +122,11 @@ class Runs:
         for key in self.redis.scan_iter(match=pattern, count=1000):
             self.redis.delete(key)
 
+    def unsent(self, run_id: str, count: int) -> None:
+        """A run stopped before sending: drop its batches, count its rows failed."""
+        self.discard_batches(run_id)
+        self.redis.hset(keys.run(run_id), "failed", count)
+
     def add_rejections(self, run_id: str, rejections: Iterable[Mapping[str, Any]]) -> None:
         """Append rejected rows (each with row, field, reason, code) and count them."""
         pipe = self.redis.pipeline(transaction=False)

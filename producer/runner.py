@@ -82,15 +82,19 @@ def start_run(
     try:
         _preflight(ctx, export)
         rows_read, submitted, batches = _read_and_store(ctx, run_id, export, request, on_progress)
-        _check_caps(submitted, export, connection, ctx.settings.max_profiles_per_run)
     except (ExportError, KlaviyoError) as exc:
         ctx.runs.discard_batches(run_id)
         ctx.runs.finish(run_id, status="failed", message=str(exc))
         return run_id
     ctx.runs.mark_running(run_id, rows_read=rows_read, submitted=submitted, batches=batches)
-    abort = ctx.runs.abort_reason(run_id)
-    if abort is not None:  # removed while we were reading: send nothing
-        ctx.runs.discard_batches(run_id)
+    try:
+        _check_caps(submitted, export, connection, ctx.settings.max_profiles_per_run)
+    except ExportError as exc:
+        ctx.runs.unsent(run_id, submitted)
+        ctx.runs.finish(run_id, status="failed", message=str(exc))
+        return run_id
+    if ctx.runs.abort_reason(run_id) is not None:  # removed while we read: send nothing
+        ctx.runs.unsent(run_id, submitted)
         ctx.runs.finish(run_id)
     elif batches == 0:
         ctx.runs.finish(run_id)
