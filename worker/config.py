@@ -29,13 +29,18 @@ from typing import Any
 from klaviyo_export.settings import Settings
 from schemas import tasks
 
-TASK_TIME_LIMIT = 120
-TASK_SOFT_TIME_LIMIT = 100
+MAX_TASK_SECONDS = 120
+
+
+def task_time_limit(settings: Settings) -> int:
+    """A third of the visibility timeout at most (and two minutes), so that a
+    running task plus its countdown never reaches it: Redis would deliver it
+    again while it still runs."""
+    return min(MAX_TASK_SECONDS, settings.visibility_timeout // 3)
 
 
 def max_countdown(settings: Settings) -> float:
-    """The longest a task may wait in a countdown: a third of the visibility
-    timeout, so that time limit plus countdown never reaches it (and never
+    """The longest a task may wait in a countdown: the other third (and never
     more than five minutes)."""
     return float(min(300, settings.visibility_timeout // 3))
 
@@ -55,8 +60,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_time_limit": TASK_TIME_LIMIT,
-        "task_soft_time_limit": TASK_SOFT_TIME_LIMIT,
+        "task_time_limit": task_time_limit(settings),
+        "task_soft_time_limit": int(task_time_limit(settings) * 0.8),
         "broker_transport_options": transport,
         "result_backend_transport_options": {"visibility_timeout": vt},
         "visibility_timeout": vt,
