@@ -21,6 +21,11 @@ Options (environment variable, default):
 - ``KLAVIYO_EXPORT_WATCHDOG_SECONDS`` (60): how often beat runs the watchdog.
 - ``KLAVIYO_EXPORT_STALL_SECONDS`` (900): a run with no batch finished for
   this long has its missing batches sent again (see ``worker.watchdog``).
+- ``KLAVIYO_EXPORT_REFRESH_CRON`` (``0 3 * * *``): the system refresh
+  schedule, five cron fields in UTC as Celery beat reads them: every enabled
+  export with a bound segment runs then (besides its own ``--schedule``).
+  Empty disables the system refresh. Needs ``celery -A worker beat`` and
+  ``klaviyo-export listen`` running (see ``worker.schedules``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_REFRESH_CRON = "0 3 * * *"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,7 @@ class Settings:
     visibility_timeout: int
     watchdog_seconds: float
     stall_seconds: float
+    refresh_cron: str | None = DEFAULT_REFRESH_CRON  # None: no system refresh
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +65,7 @@ class Settings:
             visibility_timeout=int(env.get("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT", "1800")),
             watchdog_seconds=float(env.get("KLAVIYO_EXPORT_WATCHDOG_SECONDS", "60")),
             stall_seconds=float(env.get("KLAVIYO_EXPORT_STALL_SECONDS", "900")),
+            refresh_cron=_cron(env.get("KLAVIYO_EXPORT_REFRESH_CRON", DEFAULT_REFRESH_CRON)),
         )
         if not 1 <= settings.batch_profiles <= 10_000:
             raise ValueError("KLAVIYO_EXPORT_BATCH_PROFILES must be 1..10000 (Klaviyo's job limit)")
@@ -68,3 +76,24 @@ class Settings:
         if settings.max_profiles_per_run < 0:
             raise ValueError("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN must be 0 (no cap) or more")
         return settings
+
+
+def _cron(value: str) -> str | None:
+    """Five cron fields, checked as Celery's ``crontab`` reads them; blank is None."""
+    expression = " ".join(value.split())
+    if not expression:
+        return None
+    from celery.schedules import crontab
+
+    parts = expression.split(" ")
+    if len(parts) != 5:
+        raise ValueError(
+            f"KLAVIYO_EXPORT_REFRESH_CRON {value!r}: a cron expression has five fields "
+            "(minute hour day-of-month month day-of-week); empty disables the refresh"
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = parts
+    try:
+        crontab(minute, hour, day_of_week, day_of_month, month_of_year)
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"KLAVIYO_EXPORT_REFRESH_CRON {value!r}: {exc}") from None
+    return expression

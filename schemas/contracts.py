@@ -6,6 +6,8 @@ deploy never misreads a message. Unknown fields are refused too: a typo in an
 upstream system's message is an error, not a silent default.
 
 - ``ExportRequest``: ask for one run of an export (CLI, Python API, broker).
+- ``DeadLetter``: a request the listener refused, with the error, as it lands
+  on the dead-letter queue (``schemas.tasks.DEAD_LETTER_QUEUE``).
 - ``BatchResult``: what a worker returns for one batch (small: it travels in
   the chord's single callback message, and Flower shows it).
 - ``RunStatus``: what ``status --json`` prints and the run record holds.
@@ -30,6 +32,7 @@ RUN_STATUSES: Final = (
 FINAL_RUN_STATUSES: Final = frozenset({"succeeded", "partially_succeeded", "failed", "cancelled"})
 BATCH_STATUSES: Final = ("succeeded", "partially_succeeded", "failed", "cancelled")
 SOURCE_FORMATS: Final = ("csv", "jsonl")
+REQUEST_TRIGGERS: Final = ("upstream", "schedule")
 
 
 class _Versioned(Schema):
@@ -37,18 +40,59 @@ class _Versioned(Schema):
 
 
 class ExportRequestSchema(_Versioned):
-    """Start a run of ``export_id`` on the segment at ``source``.
+    """Start a run of ``export_id``: the message upstream systems publish.
 
-    ``source`` is a path the producer can read (CSV or JSON Lines, optionally
-    gzip-compressed); ``format`` overrides the guess from the file name.
+    ``source`` is a path the listener can read (CSV or JSON Lines, optionally
+    gzip-compressed); left out (or null), the run reads the export's bound
+    segment (``export add --segment``), and a request for an export with
+    neither is refused. ``format`` overrides the guess from the file name.
+    ``requested_by`` names the upstream system or person (audit only: the
+    run is authorised as the listener's actor). ``trigger`` says why:
+    ``upstream`` (the default) or ``schedule`` (sent by ``kx.schedule_tick``).
+    Unknown fields are refused.
     """
 
     export_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    source = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    source = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=4096)
+    )
     format = fields.String(
         load_default=None, allow_none=True, validate=validate.OneOf(SOURCE_FORMATS)
     )
     requested_by = fields.String(load_default="upstream", validate=validate.Length(min=1, max=128))
+    trigger = fields.String(load_default="upstream", validate=validate.OneOf(REQUEST_TRIGGERS))
+
+
+DEAD_LETTER_ERRORS: Final = (
+    "invalid_json",  # the body is not UTF-8 JSON
+    "invalid_request",  # not an ExportRequest (fields names each bad field)
+    "unknown_export",  # no such export (or its connection is gone)
+    "forbidden",  # the listener's actor may not use the export's connection
+    "export_disabled",  # the export is disabled
+    "no_source",  # no source in the request and no segment bound to the export
+    "refused",  # any other reason the run could not start (message says which)
+    "internal_error",  # a bug in the listener (its type only; see the listener's log)
+)
+
+
+class DeadLetterErrorSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(DEAD_LETTER_ERRORS))
+    message = fields.String(required=True)
+    field_errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        required=True,
+        data_key="fields",  # field name -> its errors
+    )
+
+
+class DeadLetterSchema(_Versioned):
+    """A refused request: ``message`` is the original body, as JSON when it
+    parsed, else as text; ``received_at`` is ISO 8601 UTC."""
+
+    error = fields.Nested(DeadLetterErrorSchema, required=True)
+    message = fields.Raw(required=True, allow_none=True)
+    received_at = fields.String(required=True)
 
 
 class BatchResultSchema(_Versioned):
@@ -104,5 +148,6 @@ def load(schema: Schema, data: Any) -> dict[str, Any]:
 
 
 EXPORT_REQUEST = ExportRequestSchema()
+DEAD_LETTER = DeadLetterSchema()
 BATCH_RESULT = BatchResultSchema()
 RUN_STATUS = RunStatusSchema()

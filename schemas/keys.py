@@ -81,3 +81,10 @@ def rate_log(account: str, operation: str) -> str:
 def rate_cooldown(account: str, operation: str) -> str:
     """String with a TTL: while it exists, nobody calls ``operation`` (after a 429)."""
     return f"{PREFIX}rl:{account}:{operation}:cooldown"
+
+
+def schedule_fired(export_id: str, minute: str) -> str:
+    """String with a TTL: the export's run for this due minute (``YYYYmmddHHMM``,
+    UTC) was requested already; ``SET NX`` on it makes a due minute fire once,
+    however many beats or late ticks see it."""
+    return f"{PREFIX}schedule:{export_id}:{minute}"

@@ -9,6 +9,19 @@ The producer sends tasks by name only; it never imports the worker package.
   chord's errback, for a header task that raised instead of returning.
 - ``WATCHDOG()`` on ``CONTROL_QUEUE``: periodic (beat); finishes runs whose
   chord never fired (see ``worker.watchdog``).
+- ``SCHEDULE_TICK()`` on ``CONTROL_QUEUE``: periodic (beat, every minute);
+  publishes an ``ExportRequest`` for each export whose schedule is due (see
+  ``worker.schedules``).
+
+Besides the Celery queues, two plain queues carry JSON documents, not tasks:
+
+- ``REQUESTS_QUEUE``: ``ExportRequest`` messages from upstream systems (any
+  language) and from the schedule tick; ``klaviyo-export listen`` consumes it.
+- ``DEAD_LETTER_QUEUE``: requests the listener refused, each wrapped with the
+  error (``{"error": {...}, "message": ..., "received_at": ...}``).
+
+Each is durable, on its own durable direct exchange of the same name, with
+the routing key = its name; bodies are UTF-8 JSON (``application/json``).
 
 Uploads and control work travel on separate queues so that a backlog of
 rate-limited uploads never delays the finalisation of a run.
@@ -16,23 +29,29 @@ rate-limited uploads never delays the finalisation of a run.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from kombu.entity import Exchange, Queue
+from kombu.messaging import Producer
 
 UPLOAD_BATCH: Final = "kx.upload_batch"
 FINALIZE_RUN: Final = "kx.finalize_run"
 RUN_FAILED: Final = "kx.run_failed"
 WATCHDOG: Final = "kx.watchdog"
+SCHEDULE_TICK: Final = "kx.schedule_tick"
 
 UPLOADS_QUEUE: Final = "kx.uploads"
 CONTROL_QUEUE: Final = "kx.control"
+REQUESTS_QUEUE: Final = "kx.requests"
+DEAD_LETTER_QUEUE: Final = "kx.requests.dead"
+JSON_CONTENT_TYPE: Final = "application/json"
 
 ROUTES: Final = {
     UPLOAD_BATCH: {"queue": UPLOADS_QUEUE},
     FINALIZE_RUN: {"queue": CONTROL_QUEUE},
     RUN_FAILED: {"queue": CONTROL_QUEUE},
     WATCHDOG: {"queue": CONTROL_QUEUE},
+    SCHEDULE_TICK: {"queue": CONTROL_QUEUE},
 }
 
 
@@ -45,4 +64,38 @@ def queues() -> tuple[Queue, Queue]:
     return tuple(  # type: ignore[return-value]
         Queue(name, Exchange(name, type="direct"), routing_key=name)
         for name in (UPLOADS_QUEUE, CONTROL_QUEUE)
+    )
+
+
+def document_queue(name: str) -> Queue:
+    """``REQUESTS_QUEUE`` or ``DEAD_LETTER_QUEUE``: durable, on its own durable
+    direct exchange, routing key = name (what a non-Python publisher declares)."""
+    if name not in (REQUESTS_QUEUE, DEAD_LETTER_QUEUE):
+        raise ValueError(f"{name!r} is not a document queue")
+    return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
+
+
+def publish_document(connection: Any, queue_name: str, body: bytes) -> None:
+    """Publish a UTF-8 JSON ``body`` to a document queue, persistently.
+
+    Declares the queue (and its exchange and binding) first, so a message
+    sent before any listener ran is kept; retries on connection errors.
+    """
+    queue = document_queue(queue_name)
+    Producer(connection).publish(
+        body,
+        exchange=queue.exchange,
+        routing_key=queue.routing_key,
+        declare=[queue],
+        serializer=None,
+        content_type=JSON_CONTENT_TYPE,
+        content_encoding="utf-8",
+        delivery_mode=2,  # persistent
+        retry=True,
+        retry_policy={
+            "max_retries": 5,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 2.0,
+        },
     )
