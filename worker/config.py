@@ -16,8 +16,9 @@ Read by ``worker.celery_app``; every URL comes from ``klaviyo_export.settings``.
 - ``task_ignore_result = False``: chord members must store results.
 - ``worker_send_task_events`` / ``task_send_sent_event``: Flower sees tasks.
 - ``beat_schedule``: the watchdog (``worker.watchdog``) every
-  ``KLAVIYO_EXPORT_WATCHDOG_SECONDS``; run
-  ``celery -A worker beat`` once per deployment.
+  ``KLAVIYO_EXPORT_WATCHDOG_SECONDS``, and the schedule tick
+  (``worker.schedules``) every minute; run ``celery -A worker beat`` once per
+  deployment (a second beat sends no second request: minutes are claimed).
 - Queues: uploads and control apart (see ``schemas.tasks``); a plain
   ``celery -A worker worker`` consumes both.
 """
@@ -25,6 +26,8 @@ Read by ``worker.celery_app``; every URL comes from ``klaviyo_export.settings``.
 from __future__ import annotations
 
 from typing import Any
+
+from celery.schedules import crontab
 
 from klaviyo_export.settings import Settings
 from schemas import tasks
@@ -79,5 +82,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": dict(tasks.ROUTES),
         "beat_schedule": {
             "watchdog": {"task": tasks.WATCHDOG, "schedule": settings.watchdog_seconds},
+            "schedule-tick": {"task": tasks.SCHEDULE_TICK, "schedule": crontab()},  # each minute
         },
     }

@@ -7,13 +7,14 @@ key ever travels in a message, so Flower and the logs show nothing personal.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from celery import Task
 
 from schemas import tasks as names
-from worker import upload
+from worker import schedules, upload
 from worker.celery_app import app
 from worker.config import max_countdown
 from worker.context import context
@@ -69,3 +70,18 @@ def watchdog(**_: Any) -> dict[str, Any]:
         stale_after=ctx.settings.stall_seconds,
     )
     return {"finished": outcome.finished, "resent": outcome.resent, "failed": outcome.failed}
+
+
+@app.task(name=names.SCHEDULE_TICK, acks_late=True)
+def schedule_tick(**_: Any) -> dict[str, Any]:
+    """Publish an export request for every export whose schedule is due."""
+    ctx = context()
+    with app.connection_for_write() as connection:
+        requested = schedules.tick(
+            ctx.store,
+            ctx.redis,
+            schedules.publisher(connection),
+            now=datetime.now(UTC),
+            refresh_cron=ctx.settings.refresh_cron,
+        )
+    return {"requested": [r.export_id for r in requested]}
