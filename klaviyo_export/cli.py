@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "klaviyo_export.commands.runs",
     "klaviyo_export.commands.demo",
     "klaviyo_export.commands.sandbox",
+    "klaviyo_export.commands.listen",
 )
 
 

@@ -1,0 +1,382 @@
+"""``klaviyo-export listen``: start the runs requested on ``kx.requests``.
+
+Upstream systems (any language) and the schedule tick (``worker.schedules``)
+publish ``ExportRequest`` JSON documents to ``kx.requests``. The listener
+takes one at a time (prefetch 1) and, for each:
+
+1. decodes the body as UTF-8 JSON, whatever its ``content_type`` says (a
+   publisher in another language may set none);
+2. validates it against ``schemas.contracts.ExportRequestSchema``;
+3. starts the run as the listener's actor (``--as USER:ROLE``): the rules
+   of ``klaviyo_export.actors`` apply as for the CLI; ``requested_by`` is
+   recorded in the audit log, never trusted for permissions;
+4. acks the message once the run has started (its batches are queued).
+
+A request that cannot be honoured (bad JSON, schema errors, unknown export,
+forbidden, disabled export, no source) is published to ``kx.requests.dead``
+wrapped with the error (``schemas.contracts.DeadLetterSchema``), then
+acked. A request for an export whose previous run is still in progress is
+acked and *skipped* (runs of one export never overlap; it is not queued).
+If Redis (the store) cannot be reached, the request is put back on the queue
+and the listener waits before the next.
+
+A run that starts but cannot complete (unreadable source, bad key, over a
+cap) is a recorded ``failed`` run, as with ``klaviyo-export run``: see
+``klaviyo-export runs``.
+
+SIGTERM or SIGINT stops the listener after the request in hand. Logs name
+export and run ids, never a profile, email or key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Final
+
+import redis
+from kombu.connection import Connection
+from kombu.exceptions import OperationalError
+from kombu.mixins import ConsumerProducerMixin
+
+from klaviyo_export import audit
+from klaviyo_export.actors import Actor, Forbidden, require_use
+from klaviyo_export.context import Context
+from klaviyo_export.errors import ConfigurationError, ExportError, NotFound
+from producer.publish import InvalidRequest, validate
+from producer.runner import ExportBusy, RunRequest, start_run
+from schemas import tasks
+from schemas.contracts import VERSION
+
+log = logging.getLogger(__name__)
+
+STORE_RETRY_SECONDS: Final = 5.0
+"""How long to wait before the next message after the store could not be reached."""
+ONCE_IDLE_SECONDS: Final = 2.0
+"""``--once``: the queue counts as drained after this long without a message."""
+CONNECT_RETRIES: Final = 3
+
+
+class Refused(Exception):
+    """The request cannot be honoured: it goes to the dead-letter queue."""
+
+    def __init__(self, kind: str, message: str, fields: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.fields = fields or {}
+
+
+@dataclass
+class Outcome:
+    """What became of one message (what ``listen --json`` prints, a line each)."""
+
+    outcome: str  # "started", "skipped", "dead_lettered", "requeued"
+    export_id: str | None = None
+    run_id: str | None = None
+    requested_by: str | None = None
+    trigger: str | None = None
+    error: dict[str, Any] | None = None
+    detail: str = ""
+
+    def public(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+
+    def __str__(self) -> str:
+        who = f" (requested by {self.requested_by}, {self.trigger})" if self.requested_by else ""
+        if self.outcome == "started":
+            return f"started run {self.run_id} of export {self.export_id}{who}"
+        if self.outcome == "skipped":
+            return f"skipped a request for export {self.export_id}{who}: {self.detail}"
+        if self.outcome == "dead_lettered" and self.error:
+            return (
+                f"sent to {tasks.DEAD_LETTER_QUEUE}: {self.error['type']}: {self.error['message']}"
+            )
+        return f"{self.outcome}: {self.detail}"
+
+
+def decode_body(body: Any) -> Any:
+    """The JSON document in a message body (bytes, text, or already parsed)."""
+    if isinstance(body, dict | list):
+        return body  # a raw Redis envelope whose "body" is a JSON object
+    if body is None:
+        raise Refused("invalid_json", "the message body is empty")
+    if isinstance(body, bytes | bytearray | memoryview):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused("invalid_json", "the message body is not UTF-8 text") from None
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise Refused("invalid_json", f"the message body is not JSON: {exc}") from None
+
+
+def original(body: Any) -> Any:
+    """The original message for a dead letter: JSON if it parses, else text."""
+    try:
+        return decode_body(body)
+    except Refused:
+        if isinstance(body, bytes | bytearray | memoryview):
+            return bytes(body).decode("utf-8", errors="replace")
+        return None if body is None else str(body)
+
+
+def dead_letter(exc: Refused, body: Any, received_at: datetime) -> bytes:
+    document = {
+        "v": VERSION,
+        "error": {"type": exc.kind, "message": exc.message, "fields": exc.fields},
+        "message": original(body),
+        "received_at": received_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def handle(ctx: Context, actor: Actor, body: Any) -> Outcome:
+    """Start the run a message asks for; ``Refused`` when it cannot be honoured."""
+    try:
+        request = validate(decode_body(body))
+    except InvalidRequest as exc:
+        raise Refused("invalid_request", str(exc), exc.fields) from None
+    export_id = request["export_id"]
+    outcome = Outcome(
+        "started",
+        export_id=export_id,
+        requested_by=request["requested_by"],
+        trigger=request["trigger"],
+    )
+    try:
+        export = ctx.store.get_export(export_id)
+        require_use(actor, ctx.store.get_connection(export.connection_id))
+    except NotFound as exc:
+        raise Refused("unknown_export", str(exc), {"export_id": [str(exc)]}) from None
+    except Forbidden as exc:
+        raise Refused("forbidden", str(exc)) from None
+    if not export.enabled:
+        raise Refused("export_disabled", f"export {export_id} is disabled: enable it to run it")
+    source, source_format = request["source"], request["format"]
+    if source is None:
+        source, source_format = export.segment, source_format or export.segment_format
+    if not source:
+        message = f"export {export_id} has no segment bound (export add --segment): name a source"
+        raise Refused("no_source", message, {"source": [message]})
+    try:
+        outcome.run_id = start_run(
+            ctx, RunRequest(export_id, source, actor, source_format, request["trigger"])
+        )
+    except ExportBusy as exc:
+        outcome.outcome, outcome.detail = "skipped", str(exc)
+        audit.record(
+            ctx.redis,
+            actor,
+            "run.skipped",
+            export_id,
+            requested_by=request["requested_by"],
+            trigger=request["trigger"],
+        )
+        return outcome
+    except NotFound as exc:  # removed in the meantime
+        raise Refused("unknown_export", str(exc), {"export_id": [str(exc)]}) from None
+    except Forbidden as exc:
+        raise Refused("forbidden", str(exc)) from None
+    except ConfigurationError:
+        raise
+    except ExportError as exc:
+        raise Refused("refused", str(exc)) from None
+    audit.record(
+        ctx.redis,
+        actor,
+        "run.request",
+        outcome.run_id,
+        export=export_id,
+        requested_by=request["requested_by"],
+        trigger=request["trigger"],
+        queue=tasks.REQUESTS_QUEUE,
+    )
+    return outcome
+
+
+@dataclass
+class Limits:
+    """When the listener stops by itself (none: it runs until signalled)."""
+
+    max_messages: int | None = None
+    idle_seconds: float | None = None  # stop after this long without a message
+
+
+class Listener(ConsumerProducerMixin):
+    """Consumes ``kx.requests`` on the configured broker (Redis or RabbitMQ)."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        actor: Actor,
+        limits: Limits | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.actor = actor
+        self.limits = limits or Limits()
+        self.on_outcome = on_outcome or (lambda outcome: None)
+        self.connection = Connection(
+            ctx.settings.broker_url,
+            transport_options={
+                "visibility_timeout": ctx.settings.visibility_timeout,
+                "confirm_publish": True,
+            },
+        )
+        self.handled = 0
+        self._last_activity = time.monotonic()
+        self.should_stop = False
+
+    # -- kombu hooks ---------------------------------------------------------------
+
+    def get_consumers(self, consumer: Any, channel: Any) -> list[Any]:
+        return [
+            consumer(
+                queues=[tasks.document_queue(tasks.REQUESTS_QUEUE)],
+                on_message=self.on_message,
+                prefetch_count=1,
+                accept=["json", "application/json", "application/data", "text/plain"],
+            )
+        ]
+
+    def on_connection_revived(self) -> None:
+        self._last_activity = time.monotonic()  # idle time counts from (re)connecting
+
+    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **_: Any) -> None:
+        log.info("listening on %s at %s", tasks.REQUESTS_QUEUE, connection.as_uri())
+
+    def on_iteration(self) -> None:
+        idle = self.limits.idle_seconds
+        if idle is not None and time.monotonic() - self._last_activity >= idle:
+            log.info("no request for %.0f s: stopping", idle)
+            self.should_stop = True
+
+    def on_message(self, message: Any) -> None:
+        received_at = datetime.now(UTC)
+        self._last_activity = time.monotonic()
+        body = message.body
+        refused: Refused | None = None
+        try:
+            outcome = handle(self.ctx, self.actor, body)
+        except Refused as exc:
+            refused = exc
+        except (redis.RedisError, OperationalError, ConfigurationError) as exc:
+            log.error(  # noqa: TRY400 - the type says enough; no message, no traceback
+                "request not handled (%s): put back on %s; next in %.0f s",
+                type(exc).__name__,
+                tasks.REQUESTS_QUEUE,
+                STORE_RETRY_SECONDS,
+            )
+            message.requeue()
+            self.on_outcome(Outcome("requeued", detail=type(exc).__name__))
+            self._pause(STORE_RETRY_SECONDS)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug: dead-letter it rather than loop on it
+            place = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(  # noqa: TRY400 - the message could carry data: type and place only
+                "request failed: %s at %s:%s", type(exc).__name__, place.filename, place.lineno
+            )
+            refused = Refused("internal_error", f"the listener failed: {type(exc).__name__}")
+        if refused is not None:
+            # If this publish fails, the message stays unacked and comes back.
+            outcome = self._dead_letter(refused, body, received_at)
+        message.ack()
+        self.handled += 1
+        self._log(outcome)
+        self.on_outcome(outcome)
+        if self.limits.max_messages is not None and self.handled >= self.limits.max_messages:
+            self.should_stop = True
+
+    # -- running -------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Consume until a limit is reached or a signal arrives; returns messages handled."""
+        try:
+            with self.connection.clone() as probe:
+                probe.ensure_connection(max_retries=CONNECT_RETRIES)
+        except Exception as exc:  # noqa: BLE001 - kombu's OperationalError or the transport's
+            raise ConfigurationError(
+                f"cannot reach the broker at {self.connection.as_uri()}: {type(exc).__name__}"
+            ) from None
+        with _stop_on_signals(self):
+            while not self.should_stop:
+                try:
+                    self.run()  # reconnects by itself after connection errors
+                except Exception as exc:  # noqa: BLE001 - see below
+                    # Our handler catches everything, so this came from the transport:
+                    # with Redis, a list item that is not a kombu envelope (it is gone).
+                    log.error(  # noqa: TRY400 - type only: the item could carry data
+                        "the broker delivered an unreadable message (%s): dropped; "
+                        "see the README for the message format",
+                        type(exc).__name__,
+                    )
+                    self._last_activity = time.monotonic()  # a message, even if unreadable
+                    self._pause(1.0)
+        return self.handled
+
+    def _dead_letter(self, exc: Refused, body: Any, received_at: datetime) -> Outcome:
+        tasks.publish_document(
+            self.producer_connection,
+            tasks.DEAD_LETTER_QUEUE,
+            dead_letter(exc, body, received_at),
+        )
+        try:
+            audit.record(
+                self.ctx.redis,
+                self.actor,
+                "request.refused",
+                _export_id(body) or "-",
+                error=exc.kind,
+                queue=tasks.DEAD_LETTER_QUEUE,
+            )
+        except redis.RedisError as err:  # the dead letter is what counts
+            log.warning("refused request not audited: %s", type(err).__name__)
+        error = {"type": exc.kind, "message": exc.message, "fields": exc.fields}
+        return Outcome("dead_lettered", export_id=_export_id(body), error=error)
+
+    def _log(self, outcome: Outcome) -> None:
+        if outcome.outcome == "dead_lettered":
+            log.warning("%s", outcome)
+        else:
+            log.info("%s", outcome)
+
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.should_stop and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _export_id(body: Any) -> str | None:
+    """The export id of a request, if it has a usable one (for logs and audit)."""
+    try:
+        document = decode_body(body)
+    except Refused:
+        return None
+    value = document.get("export_id") if isinstance(document, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
+@contextmanager
+def _stop_on_signals(listener: Listener) -> Iterator[None]:
+    """SIGTERM/SIGINT: finish the request in hand, then stop."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping after the request in hand", signal.Signals(signum).name)
+        listener.should_stop = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
