@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint format clean
+.PHONY: setup demo test test-fast lint format clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# The 100k-profile benchmark (BENCHMARKS.md); BENCH_ARGS adds or overrides flags.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --profiles 100000 --workers 2 $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

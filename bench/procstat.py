@@ -1,0 +1,106 @@
+"""CPU time and peak memory of running processes and their children, from ``/proc``.
+
+Linux only. A process tree is sampled while it runs: CPU is ``utime + stime``
+of every live process in it, plus ``cutime + cstime`` (children it already
+reaped); peak memory is each process's ``VmHWM`` (its resident high-water
+mark), so one sample near the end finds the peak even if it was reached early.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    pid: int
+    ppid: int
+    name: str
+    cpu_s: float  # utime + stime + cutime + cstime
+    peak_rss_kb: int
+
+
+def read(pid: int) -> ProcSample | None:
+    """One process's figures, or None if it is gone."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+        status = (PROC / str(pid) / "status").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[0] is field 3 of proc(5) (state): field n is fields[n - 3].
+    ticks = sum(int(fields[n - 3]) for n in (14, 15, 16, 17))
+    hwm = 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+            break
+    return ProcSample(pid, int(fields[1]), name, ticks / CLOCK_TICKS, hwm)
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid``."""
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children_of(stack.pop()):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+@dataclass
+class Tree:
+    """A process and its descendants, sampled repeatedly."""
+
+    label: str
+    root: int
+    peak_kb: dict[int, int] = field(default_factory=dict)
+    last_cpu: dict[int, float] = field(default_factory=dict)
+    baseline_cpu: float = 0.0
+
+    def sample(self) -> float:
+        """Sample every live member; returns the tree's CPU seconds so far."""
+        pids = [self.root, *descendants(self.root)]
+        live: dict[int, float] = {}
+        for pid in pids:
+            got = read(pid)
+            if got is None:
+                continue
+            live[pid] = got.cpu_s
+            self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), got.peak_rss_kb)
+        self.last_cpu = live
+        return sum(live.values())
+
+    def start(self) -> None:
+        """Mark the start of the measured interval (start-up CPU is left out)."""
+        self.baseline_cpu = self.sample()
+
+    def cpu_since_start(self) -> float:
+        return max(0.0, sum(self.last_cpu.values()) - self.baseline_cpu)
+
+    def peak_mb(self, pid: int | None = None) -> float:
+        return round(self.peak_kb.get(self.root if pid is None else pid, 0) / 1024, 1)
+
+    def child_peaks_mb(self) -> list[float]:
+        return [round(kb / 1024, 1) for pid, kb in sorted(self.peak_kb.items()) if pid != self.root]
