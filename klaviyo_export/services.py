@@ -25,6 +25,16 @@ from klaviyo_export.errors import ConfigurationError
 from schemas import tasks
 
 
+def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM (a warm shutdown for Celery), then SIGKILL if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -87,12 +97,7 @@ def embedded_redis() -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -196,9 +201,4 @@ def celery_beat(env: Mapping[str, str], workdir: Path) -> Iterator[subprocess.Po
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)

@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
+from klaviyo_export.services import stop
 from schemas import tasks
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.services import free_port, redis_server
@@ -91,12 +92,7 @@ def flower(env: dict[str, str], broker_url: str, workdir: Path) -> Iterator[Flow
             poll(lambda: _get(f"{running.url}/healthcheck"), "flower's /healthcheck", proc)
             yield running
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 @dataclass

@@ -5,14 +5,12 @@ key rotation, and the audit log: each rule proven through the real CLI.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from klaviyo_export.context import Context
 from klaviyo_export.sample import write_sample
 from tests.support.pipeline import LIST_ID, OTHER_LIST_ID, Pipeline, pipeline
 from tests.support.services import redis_server
@@ -187,16 +185,6 @@ def test_over_a_cap_nothing_is_sent(kx: Pipeline, tmp_path: Path) -> None:
     assert len(kx.list_emails(LIST_ID)) == before
 
 
-def _wait(kx: Pipeline, run_id: str, predicate: Any, timeout: float = 120) -> dict[str, Any]:
-    runs = Context.from_env(kx.env).runs
-    deadline = time.monotonic() + timeout
-    while True:
-        status = runs.status(run_id)
-        if predicate(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.2)
-
-
 def test_runs_never_overlap_and_removal_cancels_the_rest(kx: Pipeline, tmp_path: Path) -> None:
     segment = tmp_path / "big.csv"
     makeup = write_sample(segment, 60_000, seed=2)
@@ -221,11 +209,11 @@ def test_runs_never_overlap_and_removal_cancels_the_rest(kx: Pipeline, tmp_path:
     assert code == 2
     assert f"has run {run_id} in progress: this run is skipped" in err
 
-    _wait(kx, run_id, lambda s: s["batches"]["done"] >= 1)
+    kx.wait_for(run_id, lambda s: s["batches"]["done"] >= 1)
     code, removed, err = _json(kx, *ADMIN, "export", "remove", export_id)
     assert code == 0, err
     assert removed["runs_cancelled"] == [run_id]
-    final = _wait(kx, run_id, lambda s: s["finished_at"] is not None, timeout=300)
+    final = kx.wait_for(run_id, lambda s: s["finished_at"] is not None, timeout=300)
 
     assert final["status"] == "cancelled"
     counts = final["counts"]

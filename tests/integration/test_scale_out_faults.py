@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from klaviyo_export.context import Context
 from klaviyo_export.sample import FAIL_EMAIL_PATTERN, SampleMakeup, write_sample
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.rabbitmq import rabbitmq_vhost
@@ -34,16 +33,6 @@ FAST_RECOVERY = {
     "KLAVIYO_EXPORT_WATCHDOG_SECONDS": "5",
     "KLAVIYO_EXPORT_STALL_SECONDS": "30",
 }
-
-
-def _wait_for(kx: Pipeline, run_id: str, predicate: Any, timeout: float) -> dict[str, Any]:
-    runs = Context.from_env(kx.env).runs
-    deadline = time.monotonic() + timeout
-    while True:
-        status = runs.status(run_id)
-        if predicate(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.2)
 
 
 def _assert_exact(members: list[str], summary: dict[str, Any], makeup: SampleMakeup) -> None:
@@ -110,13 +99,13 @@ def test_a_killed_worker_and_ten_percent_faults_lose_and_double_nothing(
         )
         started = time.monotonic()
         run_id, makeup = _export(kx, tmp, seed=3)
-        _wait_for(kx, run_id, lambda s: s["batches"]["done"] >= 3, timeout=300)
+        kx.wait_for(run_id, lambda s: s["batches"]["done"] >= 3, timeout=300)
         victim = kx.workers[0]
         os.killpg(victim.pid, signal.SIGKILL)  # the worker and its pool, like a lost machine
         victim.wait()
         held = _upload_tasks(tmp / "worker0.log", "received")
         held -= _upload_tasks(tmp / "worker0.log", "succeeded")
-        summary = _wait_for(kx, run_id, lambda s: s["finished_at"] is not None, timeout=900)
+        summary = kx.wait_for(run_id, lambda s: s["finished_at"] is not None, timeout=900)
         elapsed = time.monotonic() - started
         stats = kx.stats()
         members = kx.list_emails(LIST_ID)
@@ -145,7 +134,7 @@ def test_the_same_export_with_one_and_three_workers(
     ):
         started = time.monotonic()
         run_id, makeup = _export(kx, tmp, seed=5)
-        summary = _wait_for(kx, run_id, lambda s: s["finished_at"] is not None, timeout=900)
+        summary = kx.wait_for(run_id, lambda s: s["finished_at"] is not None, timeout=900)
         elapsed = time.monotonic() - started
         stats = kx.stats()
         members = kx.list_emails(LIST_ID)

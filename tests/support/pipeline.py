@@ -10,7 +10,8 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import requests
 
+from klaviyo_export.context import Context
 from klaviyo_export.secrets import generate_key
 from klaviyo_export.services import celery_beat, celery_workers
 from sandbox import SandboxConfig, SandboxServer
@@ -91,6 +93,18 @@ class Pipeline:
         answer = requests.get(f"{self.sandbox.base_url}/_sandbox/lists/{list_id}", timeout=30)
         answer.raise_for_status()
         return list(answer.json()["emails"])
+
+    def wait_for(
+        self, run_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 300
+    ) -> dict[str, Any]:
+        """Poll the run's status until ``predicate`` holds (or ``timeout`` passes)."""
+        runs = Context.from_env(self.env).runs
+        deadline = time.monotonic() + timeout
+        while True:
+            status = runs.status(run_id)
+            if predicate(status) or time.monotonic() > deadline:
+                return status
+            time.sleep(0.2)
 
     def stats(self) -> dict[str, Any]:
         answer = requests.get(f"{self.sandbox.base_url}/_sandbox/stats", timeout=30)
