@@ -18,6 +18,9 @@ Options (environment variable, default):
   message taken by a worker that then vanished stays invisible before Redis
   delivers it again. Lower means faster recovery from a lost worker; every
   task countdown is kept well under it (see ``worker.config``).
+- ``KLAVIYO_EXPORT_RATE_HEADROOM`` (0.9): the share of Klaviyo's published
+  rate limits the workers use, leaving room for network jitter and for other
+  clients of the same account.
 - ``KLAVIYO_EXPORT_WATCHDOG_SECONDS`` (60): how often beat runs the watchdog.
 - ``KLAVIYO_EXPORT_STALL_SECONDS`` (900): a run with no batch finished for
   this long has its missing batches sent again (see ``worker.watchdog``).
@@ -47,6 +50,7 @@ class Settings:
     max_profiles_per_run: int
     batch_profiles: int
     visibility_timeout: int
+    rate_headroom: float
     watchdog_seconds: float
     stall_seconds: float
     refresh_cron: str | None = DEFAULT_REFRESH_CRON  # None: no system refresh
@@ -63,6 +67,7 @@ class Settings:
             max_profiles_per_run=int(env.get("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN", "0")),
             batch_profiles=int(env.get("KLAVIYO_EXPORT_BATCH_PROFILES", "10000")),
             visibility_timeout=int(env.get("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT", "1800")),
+            rate_headroom=float(env.get("KLAVIYO_EXPORT_RATE_HEADROOM", "0.9")),
             watchdog_seconds=float(env.get("KLAVIYO_EXPORT_WATCHDOG_SECONDS", "60")),
             stall_seconds=float(env.get("KLAVIYO_EXPORT_STALL_SECONDS", "900")),
             refresh_cron=_cron(env.get("KLAVIYO_EXPORT_REFRESH_CRON", DEFAULT_REFRESH_CRON)),
@@ -71,6 +76,8 @@ class Settings:
             raise ValueError("KLAVIYO_EXPORT_BATCH_PROFILES must be 1..10000 (Klaviyo's job limit)")
         if settings.watchdog_seconds <= 0 or settings.stall_seconds <= 0:
             raise ValueError("the watchdog's interval and stall time must be positive")
+        if not 0 < settings.rate_headroom <= 1:
+            raise ValueError("KLAVIYO_EXPORT_RATE_HEADROOM must be in (0, 1]")
         if settings.visibility_timeout < 10:
             raise ValueError("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT must be at least 10 seconds")
         if settings.max_profiles_per_run < 0:

@@ -11,19 +11,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from klaviyo_client import FatalError, KlaviyoError, NotFoundError
 from klaviyo_client.retry import with_retries
 from klaviyo_export import audit
 from klaviyo_export.actors import Actor, require_use
 from klaviyo_export.context import Context
-from klaviyo_export.errors import ExportError, SourceError
+from klaviyo_export.errors import ExportError
 from klaviyo_export.store import Connection, Export
-from producer.batches import BatchPacker
+from producer.batches import Batch, BatchPacker
 from producer.dispatch import launch_run
-from producer.profiles import EmailDeduplicator, ProfileMapper, Rejection
-from producer.sources import RowError, open_source
+from producer.segment import Rejected, checked_rows
 
 log = logging.getLogger(__name__)
 
@@ -137,49 +136,30 @@ def _read_and_store(
     request: RunRequest,
     on_progress: Callable[[int], None] | None,
 ) -> tuple[int, int, int]:
-    mapper = ProfileMapper(export.email_field, export.properties)
-    seen = EmailDeduplicator()
     packer = BatchPacker(max_profiles=ctx.settings.batch_profiles)
-    rejected: list[dict[str, Any]] = []
+    rejected: list[dict[str, object]] = []
     rows_read = submitted = batches = 0
 
-    def reject(row: int, field: str | None, code: str, reason: str) -> None:
-        rejected.append({"row": row, "field": field, "code": code, "reason": reason})
-        if len(rejected) >= REJECTION_FLUSH:
-            ctx.runs.add_rejections(run_id, rejected)
-            rejected.clear()
-
-    def store(batch: Any) -> None:
+    def store(batch: Batch) -> None:
         nonlocal batches, submitted
         ctx.runs.store_batch(run_id, batch.number, batch.profiles_json, batch.rows)
         batches += 1
         submitted += len(batch.rows)
 
-    source = open_source(request.source, request.format)
-    with source:
-        if source.columns is not None and export.email_field not in source.columns:
-            raise SourceError(
-                f"{request.source}: no column {export.email_field!r} (the export's email field); "
-                f"columns are {', '.join(source.columns)}"
-            )
-        for row, record in source:
-            rows_read += 1
-            if on_progress is not None and rows_read % PROGRESS_EVERY == 0:
-                on_progress(rows_read)
-                ctx.runs.set_progress(run_id, rows_read)
-            if isinstance(record, RowError):
-                reject(row, None, "malformed_row", record.reason)
-                continue
-            mapped = mapper.map(row, record)
-            if isinstance(mapped, Rejection):
-                reject(row, mapped.field, mapped.code, mapped.reason)
-                continue
-            if seen.seen_before(mapped.email):
-                reject(row, export.email_field, "duplicate", "duplicate of an earlier row's email")
-                continue
-            finished = packer.add(mapped.profile_json, row)
-            if finished is not None:
-                store(finished)
+    for outcome in checked_rows(export, request.source, request.format):
+        rows_read += 1
+        if on_progress is not None and rows_read % PROGRESS_EVERY == 0:
+            on_progress(rows_read)
+            ctx.runs.set_progress(run_id, rows_read)
+        if isinstance(outcome, Rejected):
+            rejected.append(outcome.record())
+            if len(rejected) >= REJECTION_FLUSH:
+                ctx.runs.add_rejections(run_id, rejected)
+                rejected.clear()
+            continue
+        finished = packer.add(outcome.profile_json, outcome.row)
+        if finished is not None:
+            store(finished)
     last = packer.flush()
     if last is not None:
         store(last)

@@ -11,14 +11,13 @@ any number of workers on any number of machines share one quota.
 A 429 still happens (another client of the same account, a limit Klaviyo
 lowered): ``cooldown`` then makes every worker wait the ``Retry-After``.
 
-Options (``Limits``): ``headroom`` (``KLAVIYO_EXPORT_RATE_HEADROOM``, 0.9)
-scales Klaviyo's published limits, leaving room for network jitter and for
-other clients of the account.
+``headroom`` (``KLAVIYO_EXPORT_RATE_HEADROOM`` in ``klaviyo_export.settings``,
+0.9) scales Klaviyo's published limits, leaving room for network jitter and
+for other clients of the account.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -76,13 +75,6 @@ def published_limit(operation: str, headroom: float) -> Limit:
     """Klaviyo's limit for ``operation`` scaled by ``headroom`` (each at least 1)."""
     burst, steady = RATE_LIMITS[operation]
     return Limit(burst=max(1, int(burst * headroom)), steady=max(1, int(steady * headroom)))
-
-
-def headroom_from_env() -> float:
-    value = float(os.environ.get("KLAVIYO_EXPORT_RATE_HEADROOM", "0.9"))
-    if not 0 < value <= 1:
-        raise ValueError("KLAVIYO_EXPORT_RATE_HEADROOM must be in (0, 1]")
-    return value
 
 
 class RateLimiter:

@@ -33,7 +33,7 @@ from klaviyo_export.errors import NotFound
 from klaviyo_export.runs import Runs
 from klaviyo_export.store import Connection
 from schemas.contracts import VERSION
-from worker.ratelimit import RateLimiter, headroom_from_env
+from worker.ratelimit import RateLimiter
 
 MAX_TRANSIENT_ATTEMPTS: Final = 8
 """Transient errors (5xx, resets, timeouts) tolerated per batch before it fails."""
@@ -102,7 +102,7 @@ def upload_batch(ctx: Context, run_id: str, number: int) -> dict[str, Any]:
             return _fail_all(runs, batch, "outcome_unknown", detail, status="cancelled")
         detail = "not sent: the connection was removed"
         return _fail_all(runs, batch, "not_sent", detail, status="cancelled")
-    quota = Quota(RateLimiter(ctx.redis, headroom_from_env()), _account_key(connection))
+    quota = Quota(RateLimiter(ctx.redis, ctx.settings.rate_headroom), _account_key(connection))
     client = ctx.klaviyo(connection.id, before_request=quota.before_request)
     return _advance(runs, client, quota, batch, list_id)
 

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from klaviyo_export.actors import require_use
 from klaviyo_export.commands.output import add_json_flag, emit_json, emit_table
 from klaviyo_export.context import Context
 from schemas.contracts import FINAL_RUN_STATUSES, SOURCE_FORMATS
@@ -22,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--format", choices=SOURCE_FORMATS, help="default: from the file name")
     run.add_argument(
         "--wait", action="store_true", help="wait for the end; exit 1 unless the run succeeded"
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read the segment and print the plan (adds, rejects, calls per Klaviyo endpoint, "
+        "expected duration) without sending or recording anything",
     )
     add_json_flag(run)
     run.set_defaults(_run=_run)
@@ -49,6 +56,8 @@ def _run(args: argparse.Namespace) -> int:
     from producer.runner import RunRequest, start_run
 
     ctx = Context.from_env()
+    if args.dry_run:
+        return _dry_run(ctx, args)
     progress = _Progress(enabled=not args.json)
     request = RunRequest(args.export_id, args.source, args.actor, args.format)
     run_id = start_run(ctx, request, on_progress=progress.reading)
@@ -65,6 +74,37 @@ def _run(args: argparse.Namespace) -> int:
     status = _follow(ctx, run_id, quiet=args.json)
     _print_status(status, as_json=args.json)
     return 0 if status["status"] == "succeeded" else 1
+
+
+def _dry_run(ctx: Context, args: argparse.Namespace) -> int:
+    """Print what a run would do; send, record and audit nothing."""
+    from producer.plan import plan_run
+
+    export = ctx.store.get_export(args.export_id)
+    require_use(args.actor, ctx.store.get_connection(export.connection_id))
+    plan = plan_run(
+        export, args.source, args.format, ctx.settings.batch_profiles, ctx.settings.rate_headroom
+    )
+    if args.json:
+        emit_json(plan.as_dict())
+        return 0
+    print(
+        f"dry run of export {plan.export_id} to list {plan.list_id} ({plan.mode} mode): "
+        "nothing sent"
+    )
+    print(f"  rows read        {plan.rows_read:>10,}")
+    print(f"  rejected         {plan.rejected:>10,}")
+    for reason, n in sorted(plan.rejected_by_reason.items()):
+        print(f"    {reason:<14} {n:>10,}")
+    print(f"  adds             {plan.adds:>10,}  in {plan.batches} bulk import jobs")
+    print(f"  updates          {plan.updates:>10,}")
+    print(f"  unchanged        {plan.unchanged:>10,}")
+    print(f"  removals         {plan.removals:>10,}")
+    print("  Klaviyo calls (at least):")
+    for operation, n in plan.calls.items():
+        print(f"    {operation:<34} {n:>6,}")
+    print(f"  expected duration under the rate limits: about {plan.expected_seconds:,.0f} s")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

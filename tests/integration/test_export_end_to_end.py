@@ -150,3 +150,26 @@ def test_bad_api_key_is_refused_and_fails_a_run_fast(kx: Pipeline, tmp_path: Pat
     code, summary = kx.cli_json("run", export.id, "--source", str(segment), "--wait")
     assert (code, summary["status"]) == (1, "failed")
     assert "refused the connection's API key (401" in summary["message"]
+
+
+def test_dry_run_prints_the_plan_and_sends_nothing(kx: Pipeline, tmp_path: Path) -> None:
+    segment = tmp_path / "plan.csv"
+    makeup = write_sample(segment, 3000, seed=4)
+    export_id = kx.add_export(kx.add_connection(), LIST_ID)
+    imports_before = kx.stats()["requests"]["by_operation"].get("bulk_import_profiles", 0)
+
+    code, plan = kx.cli_json("run", export_id, "--source", str(segment), "--dry-run")
+
+    assert code == 0
+    assert (plan["rows_read"], plan["adds"], plan["rejected"]) == (
+        makeup.rows,
+        makeup.valid,
+        makeup.rejected,
+    )
+    assert plan["calls"]["bulk_import_profiles"] == plan["batches"] == 1
+    assert kx.stats()["requests"]["by_operation"].get("bulk_import_profiles", 0) == imports_before
+    _, listed = kx.cli_json("runs", "--export", export_id)
+    assert listed["runs"] == []
+    text = kx.cli("run", export_id, "--source", str(segment), "--dry-run", check=True).stdout
+    assert "nothing sent" in text
+    assert "expected duration" in text
