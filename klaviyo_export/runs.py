@@ -52,6 +52,23 @@ end
 return 1
 """
 
+# Take a batch's result back out of the run's counts, for a resume.
+# KEYS[1] batch-results hash, KEYS[2] run hash, KEYS[3] batch state, KEYS[4] batch payload
+# ARGV[1] batch number. Returns 1 if the batch had a result, else 0.
+REOPEN_BATCH: Final = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local result = cjson.decode(raw)
+redis.call('HINCRBY', KEYS[2], 'imported', -result.imported)
+redis.call('HINCRBY', KEYS[2], 'failed', -result.failed)
+redis.call('HINCRBY', KEYS[2], 'batches_done', -1)
+redis.call('HINCRBY', KEYS[2], 'batches_' .. result.status, -1)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[3])
+redis.call('PERSIST', KEYS[4])
+return 1
+"""
+
 # Release an export's run lock if this run holds it.
 # KEYS[1] lock key; ARGV[1] run id. Returns 1 if released.
 RELEASE_LOCK: Final = """
@@ -70,6 +87,7 @@ class Runs:
         self.redis = client
         self._record_batch = client.register_script(RECORD_BATCH)
         self._release_lock = client.register_script(RELEASE_LOCK)
+        self._reopen_batch = client.register_script(REOPEN_BATCH)
 
     # -- producer side -------------------------------------------------------------
 
@@ -90,6 +108,7 @@ class Runs:
             "requested_by": requested_by,
             "created_at": repr(now),
             "batches_total": 0,
+            "attempt": 1,
             **dict.fromkeys(_COUNTERS, 0),
         }
         pipe = self.redis.pipeline()
@@ -287,6 +306,7 @@ class Runs:
             "created_at": float(raw["created_at"]),
             "started_at": float(raw["started_at"]) if raw.get("started_at") else None,
             "finished_at": float(raw["finished_at"]) if raw.get("finished_at") else None,
+            "attempt": int(raw.get("attempt", 1)),
             "counts": counts,
             "batches": batches,
         }
@@ -295,6 +315,50 @@ class Runs:
         key = keys.export_runs(export_id) if export_id else keys.RUNS
         ids = [text(i) for i in self.redis.zrevrange(key, 0, limit - 1)]  # type: ignore[arg-type]
         return [self.status(i) for i in ids if self.redis.exists(keys.run(i))]
+
+    def unfinished_batches(self, run_id: str) -> list[int]:
+        """Batches whose recorded result is not ``succeeded`` (what a resume resends)."""
+        raw = self.redis.hgetall(keys.run_batch_results(run_id))
+        return sorted(
+            int(text(n)) for n, r in raw.items() if json.loads(r)["status"] != "succeeded"
+        )
+
+    def reopen(self, run_id: str, numbers: list[int]) -> None:
+        """Make a final run send ``numbers`` again, as a new attempt of the same run.
+
+        Their results leave the counts and their failed rows leave the report;
+        the run is ``running`` again, with ``attempt`` one higher.
+        """
+        for number in numbers:
+            self._reopen_batch(
+                keys=[
+                    keys.run_batch_results(run_id),
+                    keys.run(run_id),
+                    keys.batch_state(run_id, number),
+                    keys.batch(run_id, number),
+                ],
+                args=[number],
+            )
+        wanted = set(numbers)
+        failed_key = keys.run_failed(run_id)
+        kept = [
+            r
+            for r in self.redis.lrange(failed_key, 0, -1)
+            if json.loads(r).get("batch") not in wanted
+        ]
+        now = repr(time.time())
+        pipe = self.redis.pipeline()
+        pipe.delete(failed_key)
+        if kept:
+            pipe.rpush(failed_key, *kept)
+        pipe.hdel(keys.run(run_id), "finished_at", "abort_reason", "cancelled")
+        pipe.hset(keys.run(run_id), mapping={"status": "running", "message": "", "updated_at": now})
+        pipe.hincrby(keys.run(run_id), "attempt", 1)
+        pipe.sadd(keys.RUNS_ACTIVE, run_id)
+        pipe.execute()
+
+    def has_payload(self, run_id: str, number: int) -> bool:
+        return bool(self.redis.exists(keys.batch(run_id, number)))
 
     def active(self) -> list[str]:
         """Runs whose batches are uploading, oldest first."""

@@ -7,6 +7,7 @@ size is recorded by the sender.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 from celery import Celery, chord
@@ -45,12 +46,17 @@ def sender(settings: Settings) -> Celery:
     return app
 
 
-def launch_run(settings: Settings, run_id: str, batches: int) -> str:
-    """Start one chord: an upload per batch, then the run's finalisation."""
+def launch_run(settings: Settings, run_id: str, batches: int | Sequence[int]) -> str:
+    """Start one chord: an upload per batch, then the run's finalisation.
+
+    ``batches`` is the run's batch count, or the numbers of the batches to
+    send again (a resume).
+    """
     app = sender(settings)
+    numbers = range(batches) if isinstance(batches, int) else batches
     header = [
         app.signature(tasks.UPLOAD_BATCH, args=(run_id, number), immutable=True)
-        for number in range(batches)
+        for number in numbers
     ]
     body = app.signature(tasks.FINALIZE_RUN, kwargs={"run_id": run_id})
     body.on_error(app.signature(tasks.RUN_FAILED, kwargs={"run_id": run_id}))

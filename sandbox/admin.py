@@ -19,6 +19,10 @@ They need no API key, are never rate-limited or faulted, and answer plain
 ``POST /_sandbox/lists``
     Body ``{"name": "...", "id": optional, "account": optional}``: creates a
     list (in every account unless ``account`` is given); 201 with its id.
+``PUT /_sandbox/fail-email``
+    Body ``{"pattern": REGEX or null}``: replaces ``--fail-email`` from now on
+    (rows of jobs processed later), as a Klaviyo-side problem that comes and
+    goes; tests use it to make a failed run succeed on resume.
 """
 
 from __future__ import annotations
@@ -65,11 +69,25 @@ def _route(
     if path == "/_sandbox/lists":
         _only(method, "POST")
         return _create_list(app, body)
+    if path == "/_sandbox/fail-email":
+        _only(method, "PUT")
+        return _set_fail_email(app, body)
     match = _LIST_PATH.match(path)
     if match:
         _only(method, "GET")
         return 200, _list_members(app, match.group(1), query)
     raise AdminError(404, f"no sandbox endpoint {path}")
+
+
+def _set_fail_email(app: App, body: bytes) -> tuple[int, dict[str, Any]]:
+    try:
+        pattern = json.loads(body or b"{}").get("pattern")
+        compiled = re.compile(pattern) if pattern else None
+    except (ValueError, AttributeError, re.error) as exc:
+        raise AdminError(400, f"want {{'pattern': REGEX or null}}: {exc}") from None
+    with app.store.lock:
+        app.processor.fail_email = compiled
+    return 200, {"pattern": pattern}
 
 
 def _only(method: str, allowed: str) -> None:

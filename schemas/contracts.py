@@ -137,6 +137,7 @@ class RunStatusSchema(_Versioned):
     created_at = fields.Float(required=True)
     started_at = fields.Float(load_default=None, allow_none=True)
     finished_at = fields.Float(load_default=None, allow_none=True)
+    attempt = fields.Integer(load_default=1, validate=validate.Range(min=1))
     counts = fields.Nested(CountsSchema, required=True)
     batches = fields.Nested(BatchCountsSchema, required=True)
 

@@ -200,6 +200,7 @@ def _record_job_outcome(
             email = error.email
             failed_rows.append(
                 {
+                    "batch": batch.number,
                     "row": row_of.get(email) if email else None,
                     "email": email,
                     "code": error.code,
@@ -220,7 +221,14 @@ def _fail_all(
     """Every row of the batch failed, each listed with the same reason."""
     emails = batch.emails()
     rows = [
-        {"row": row, "email": email, "code": code, "detail": detail, "field": None}
+        {
+            "batch": batch.number,
+            "row": row,
+            "email": email,
+            "code": code,
+            "detail": detail,
+            "field": None,
+        }
         for row, email in zip(batch.rows, emails, strict=True)
     ]
     result = _result(batch, status, 0, len(rows), None, error=detail)

@@ -33,6 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_json_flag(run)
     run.set_defaults(_run=_run)
 
+    resume = sub.add_parser(
+        "resume", help="send again only the batches of a failed or partial run that did not succeed"
+    )
+    resume.add_argument("run_id", metavar="RUN_ID")
+    resume.add_argument(
+        "--wait", action="store_true", help="wait for the end; exit 1 unless the run succeeded"
+    )
+    add_json_flag(resume)
+    resume.set_defaults(_run=_resume)
+
     status = sub.add_parser("status", help="a run's status and counts")
     status.add_argument("run_id", metavar="RUN_ID")
     status.add_argument("--watch", action="store_true", help="follow the run until it ends")
@@ -72,6 +82,22 @@ def _run(args: argparse.Namespace) -> int:
     if not args.json:
         print(run_id)
     status = _follow(ctx, run_id, quiet=args.json)
+    _print_status(status, as_json=args.json)
+    return 0 if status["status"] == "succeeded" else 1
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from producer.resume import resume_run
+
+    ctx = Context.from_env()
+    numbers = resume_run(ctx, args.actor, args.run_id)
+    if not args.json:
+        print(f"run {args.run_id}: sending batches {numbers} again")
+    if not args.wait:
+        if args.json:
+            emit_json(_summary(ctx.runs.status(args.run_id)))
+        return 0
+    status = _follow(ctx, args.run_id, quiet=args.json)
     _print_status(status, as_json=args.json)
     return 0 if status["status"] == "succeeded" else 1
 
@@ -183,6 +209,7 @@ def _summary(status: dict[str, Any]) -> dict[str, Any]:
         "message": status["message"],
         "counts": status["counts"],
         "batches": status["batches"],
+        "attempt": status.get("attempt", 1),
         "duration_s": (
             round(status["finished_at"] - status["created_at"], 3)
             if status["finished_at"]

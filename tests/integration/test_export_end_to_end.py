@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from klaviyo_export.context import Context
 from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
@@ -173,3 +174,32 @@ def test_dry_run_prints_the_plan_and_sends_nothing(kx: Pipeline, tmp_path: Path)
     text = kx.cli("run", export_id, "--source", str(segment), "--dry-run", check=True).stdout
     assert "nothing sent" in text
     assert "expected duration" in text
+
+
+def test_resume_sends_again_only_what_did_not_succeed(kx: Pipeline, tmp_path: Path) -> None:
+    segment = tmp_path / "resume.csv"
+    makeup = write_sample(segment, 25_000, seed=21)
+    export_id = kx.add_export(kx.add_connection(), "TeSt02")
+    code, first = kx.cli_json("run", export_id, "--source", str(segment), "--wait")
+    assert first["status"] == "partially_succeeded"
+    assert first["counts"]["failed"] == makeup.klaviyo_fails
+    imports_before = kx.stats()["requests"]["by_operation"]["bulk_import_profiles"]
+
+    set_fail = requests.put(
+        f"{kx.sandbox.base_url}/_sandbox/fail-email", json={"pattern": None}, timeout=10
+    )  # Klaviyo's problem is over
+    set_fail.raise_for_status()
+    code, resumed = kx.cli_json("resume", first["run_id"], "--wait")
+
+    assert (code, resumed["status"], resumed["attempt"]) == (0, "succeeded", 2)
+    counts = resumed["counts"]
+    assert counts["imported"] == makeup.valid
+    assert counts["failed"] == 0
+    assert counts["rows_read"] == counts["rejected"] + counts["imported"]
+    resent = kx.stats()["requests"]["by_operation"]["bulk_import_profiles"] - imports_before
+    assert resent == first["batches"]["partially_succeeded"] + first["batches"]["failed"]
+    report = kx.cli("rejected", first["run_id"], check=True).stdout
+    assert ",klaviyo," not in report  # the failed rows left the report
+    again = kx.cli("resume", first["run_id"])
+    assert again.returncode == 2
+    assert "only failed or partially succeeded runs resume" in again.stderr

@@ -115,3 +115,27 @@ def test_batch_result_contract_refuses_counts_that_do_not_add_up() -> None:
     with pytest.raises(Exception, match="imported \\+ failed"):
         load(BATCH_RESULT, bad)
     assert load(BATCH_RESULT, _result("r", 0, 4, 1, "succeeded"))["imported"] == 4
+
+
+def test_reopening_batches_takes_their_results_out_of_the_counts(runs: Runs) -> None:
+    run_id = _started(runs, submitted=10, batches=2)
+    runs.record_batch(run_id, _result(run_id, 0, 5, 0, "succeeded"))
+    runs.record_batch(
+        run_id,
+        _result(run_id, 1, 3, 2, "partially_succeeded"),
+        [{"batch": 1, "row": 7, "code": "invalid", "detail": "bad"}],
+    )
+    runs.finish(run_id)
+    assert runs.unfinished_batches(run_id) == [1]
+
+    runs.reopen(run_id, [1])
+
+    status = runs.status(run_id)
+    assert (status["status"], status["attempt"]) == ("running", 2)
+    assert (status["counts"]["imported"], status["counts"]["failed"]) == (5, 0)
+    assert status["batches"]["done"] == 1
+    assert status["batches"]["partially_succeeded"] == 0
+    assert runs.failed_rows(run_id) == []
+    assert runs.redis.ttl(keys.batch(run_id, 1)) == -1  # kept until it is done again
+    assert runs.record_batch(run_id, _result(run_id, 1, 5, 0, "succeeded"))
+    assert runs.finish(run_id)["status"] == "succeeded"

@@ -1,0 +1,48 @@
+"""Resume: send again only the batches of a run that did not succeed.
+
+A resume is a new attempt of the same run, not a new run: the same run id,
+the same segment snapshot (the stored payloads of its failed batches, kept
+``FAILED_PAYLOAD_TTL``), the same connection and list. Results of the batches
+sent again replace their old ones, so the run's counts stay exact.
+"""
+
+from __future__ import annotations
+
+from klaviyo_export import audit
+from klaviyo_export.actors import Actor, require_use
+from klaviyo_export.context import Context
+from klaviyo_export.errors import ExportError
+from producer.dispatch import launch_run
+from producer.runner import ExportBusy
+
+RESUMABLE = ("failed", "partially_succeeded")
+
+
+def resume_run(ctx: Context, actor: Actor, run_id: str) -> list[int]:
+    """Resend the run's unfinished batches; returns their numbers."""
+    status = ctx.runs.status(run_id)
+    if status["status"] not in RESUMABLE:
+        raise ExportError(
+            f"run {run_id} is {status['status']}: only failed or partially succeeded runs resume"
+        )
+    export = ctx.store.get_export(status["export_id"])  # a removed export never runs again
+    connection_id, _ = ctx.runs.target(run_id)
+    require_use(actor, ctx.store.get_connection(connection_id))
+    numbers = ctx.runs.unfinished_batches(run_id)
+    if not numbers:
+        raise ExportError(
+            f"run {run_id} sent no batch that failed (it stopped before sending): "
+            "start a new run instead"
+        )
+    expired = [n for n in numbers if not ctx.runs.has_payload(run_id, n)]
+    if expired:
+        raise ExportError(
+            f"run {run_id}: the stored rows of batches {expired} have expired: start a new run"
+        )
+    holder = ctx.runs.lock_export(export.id, run_id)
+    if holder != run_id:
+        raise ExportBusy(f"export {export.id} has run {holder} in progress: resume it later")
+    ctx.runs.reopen(run_id, numbers)
+    audit.record(ctx.redis, actor, "run.resume", run_id, export=export.id, batches=numbers)
+    launch_run(ctx.settings, run_id, numbers)
+    return numbers
