@@ -108,6 +108,9 @@ def add_export(
     schedule: str | None = None,
     max_profiles: int = 0,
     enabled: bool = True,
+    mode: str = "add",
+    brake_share: float = 0.2,
+    brake_count: int = 0,
 ) -> Export:
     """Save an export (checking that the list exists); saving never runs it."""
     connection = ctx.store.get_connection(connection_id)
@@ -131,6 +134,9 @@ def add_export(
         schedule=schedule,
         max_profiles=max_profiles,
         enabled=enabled,
+        mode=mode,
+        brake_share=brake_share,
+        brake_count=brake_count,
     )
     audit.record(
         ctx.redis,
@@ -141,6 +147,7 @@ def add_export(
         list_id=list_id,
         schedule=schedule,
         enabled=enabled,
+        mode=mode,
     )
     return export
 

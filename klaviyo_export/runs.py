@@ -70,6 +70,19 @@ redis.call('PERSIST', KEYS[4])
 return 1
 """
 
+# Record one removal chunk's result, once.
+# KEYS[1] removal-results hash, KEYS[2] run hash, KEYS[3] the chunk's email list
+# ARGV[1] chunk number, ARGV[2] result JSON, ARGV[3] removed, ARGV[4] failed
+# Returns 1 if recorded, 0 if this chunk had a result already.
+RECORD_REMOVAL: Final = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[2], 'removed', ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'removal_failed', ARGV[4])
+redis.call('HINCRBY', KEYS[2], 'removal_chunks_done', 1)
+redis.call('DEL', KEYS[3])
+return 1
+"""
+
 # Release an export's run lock if this run holds it.
 # KEYS[1] lock key; ARGV[1] run id. Returns 1 if released.
 RELEASE_LOCK: Final = """
@@ -79,7 +92,17 @@ return 0
 LOCK_TTL: Final = 24 * 3600
 """A run lock outlives any healthy run; the watchdog ends stalled ones first."""
 
-_COUNTERS = ("rows_read", "rejected", "submitted", "imported", "failed")
+_COUNTERS = (
+    "rows_read",
+    "rejected",
+    "submitted",
+    "imported",
+    "failed",
+    "unchanged",
+    "to_remove",
+    "removed",
+    "removal_failed",
+)
 _BATCH_COUNTERS = ("succeeded", "partially_succeeded", "failed", "cancelled")
 
 
@@ -89,6 +112,7 @@ class Runs:
         self._record_batch = client.register_script(RECORD_BATCH)
         self._release_lock = client.register_script(RELEASE_LOCK)
         self._reopen_batch = client.register_script(REOPEN_BATCH)
+        self._record_removal = client.register_script(RECORD_REMOVAL)
 
     # -- producer side -------------------------------------------------------------
 
@@ -165,13 +189,30 @@ class Runs:
         pipe.hincrby(keys.run(run_id), "rejected", len(items))
         pipe.execute()
 
-    def store_batch(self, run_id: str, number: int, profiles_json: bytes, rows: list[int]) -> None:
+    def store_batch(
+        self,
+        run_id: str,
+        number: int,
+        profiles_json: bytes,
+        rows: list[int],
+        emails: list[str],
+        digests: list[str],
+    ) -> None:
+        """A batch as workers read it: the profiles' JSON array, and aligned
+        with it their source rows, emails and digests (for the export's state)."""
         self.redis.hset(
             keys.batch(run_id, number),
-            mapping={"profiles": profiles_json, "rows": json.dumps(rows)},
+            mapping={
+                "profiles": profiles_json,
+                "rows": json.dumps(rows),
+                "emails": json.dumps(emails),
+                "digests": json.dumps(digests),
+            },
         )
 
-    def mark_running(self, run_id: str, rows_read: int, submitted: int, batches: int) -> None:
+    def mark_running(
+        self, run_id: str, rows_read: int, submitted: int, batches: int, unchanged: int = 0
+    ) -> None:
         now = repr(time.time())
         pipe = self.redis.pipeline()
         pipe.hset(
@@ -181,6 +222,7 @@ class Runs:
                 "rows_read": rows_read,
                 "submitted": submitted,
                 "batches_total": batches,
+                "unchanged": unchanged,
                 "started_at": now,
                 "updated_at": now,
             },
@@ -193,12 +235,69 @@ class Runs:
 
     # -- worker side ---------------------------------------------------------------
 
-    def load_batch(self, run_id: str, number: int) -> tuple[bytes, list[int]] | None:
-        raw = self.redis.hmget(keys.batch(run_id, number), ["profiles", "rows"])
-        if raw[0] is None or raw[1] is None:
+    def load_batch(
+        self, run_id: str, number: int
+    ) -> tuple[bytes, list[int], list[str], list[str]] | None:
+        """(profiles JSON, rows, emails, digests), or None once deleted."""
+        fields = ["profiles", "rows", "emails", "digests"]
+        profiles, rows, emails, digests = self.redis.hmget(keys.batch(run_id, number), fields)
+        if profiles is None or rows is None or emails is None or digests is None:
             return None
-        profiles = raw[0] if isinstance(raw[0], bytes) else str(raw[0]).encode()
-        return profiles, json.loads(raw[1])
+        data = profiles if isinstance(profiles, bytes) else profiles.encode()
+        return data, json.loads(rows), json.loads(emails), json.loads(digests)
+
+    # -- mirror runs ---------------------------------------------------------------
+
+    def store_removals(self, run_id: str, emails: Iterable[str], chunk_size: int = 1000) -> int:
+        """Store the emails a mirror run removes, in chunks; returns how many."""
+        count = chunks = 0
+        chunk: list[str] = []
+        pipe = self.redis.pipeline(transaction=False)
+        for email in emails:
+            chunk.append(email)
+            count += 1
+            if len(chunk) == chunk_size:
+                pipe.rpush(keys.run_removals(run_id, chunks), *chunk)
+                chunks, chunk = chunks + 1, []
+        if chunk:
+            pipe.rpush(keys.run_removals(run_id, chunks), *chunk)
+            chunks += 1
+        pipe.hset(keys.run(run_id), mapping={"to_remove": count, "removal_chunks": chunks})
+        pipe.execute()
+        return count
+
+    def removal_chunk(self, run_id: str, chunk: int) -> list[str] | None:
+        key = keys.run_removals(run_id, chunk)
+        if not self.redis.exists(key):
+            return None
+        return [text(e) for e in self.redis.lrange(key, 0, -1)]
+
+    def removal_chunks(self, run_id: str) -> int:
+        return int(self.redis.hget(keys.run(run_id), "removal_chunks") or 0)
+
+    def record_removal(self, run_id: str, chunk: int, removed: int, failed: int) -> bool:
+        """Count a removal chunk's result once; False if counted already."""
+        return bool(
+            self._record_removal(
+                keys=[
+                    keys.run_removal_results(run_id),
+                    keys.run(run_id),
+                    keys.run_removals(run_id, chunk),
+                ],
+                args=[chunk, json.dumps({"removed": removed, "failed": failed}), removed, failed],
+            )
+        )
+
+    def set_stage(self, run_id: str, status: str, message: str = "") -> None:
+        """A mirror run between its adds and its end: removing, or awaiting approval."""
+        self.redis.hset(
+            keys.run(run_id),
+            mapping={"status": status, "message": message, "updated_at": repr(time.time())},
+        )
+
+    def brake_reason(self, run_id: str) -> str | None:
+        raw = self.redis.hget(keys.run(run_id), "brake_reason")
+        return text(raw) if raw else None
 
     def record_batch(
         self,
@@ -400,11 +499,21 @@ def _derive(current: Mapping[str, Any], raw: Mapping[str, str]) -> tuple[str, st
         return "cancelled", raw.get("abort_reason", "cancelled")
     if raw.get("abort_reason"):
         return "failed", raw["abort_reason"]
-    if counts["submitted"] == 0:
+    if counts["submitted"] == 0 and counts["unchanged"] == 0:
+        if counts["removed"] or counts["to_remove"]:
+            return "succeeded", f"removed {counts['removed']} members that left the segment"
         if counts["rows_read"] == 0:
             return "succeeded", "the segment is empty"
         return "failed", "no row passed the checks: see `klaviyo-export rejected`"
-    if counts["imported"] == 0:
+    if raw.get("removals_rejected"):
+        note = f"removals rejected by {raw['removals_rejected']}"
+        return ("succeeded", note) if not counts["failed"] else ("partially_succeeded", note)
+    if counts["removal_failed"]:
+        return (
+            "partially_succeeded",
+            f"{counts['removal_failed']} of {counts['to_remove']} removals from the list failed",
+        )
+    if counts["imported"] == 0 and counts["unchanged"] == 0:
         return "failed", "Klaviyo imported no profile: see `klaviyo-export rejected`"
     if counts["failed"]:
         return (

@@ -24,7 +24,7 @@ from klaviyo_export.secrets import SecretBox
 from schemas import keys
 
 ALLOW_VALUES = ("admins", "contributors")
-MODES = ("add",)
+MODES = ("add", "mirror")
 
 
 def new_id(prefix: str) -> str:
@@ -73,7 +73,9 @@ class Export:
     segment_format: str | None = None
     schedule: str | None = None  # cron expression, besides the system refresh
     max_profiles: int = 0  # per-export cap on profiles a run sends (0: none)
-    mode: str = "add"
+    mode: str = "add"  # "mirror" also removes members that left the segment
+    brake_share: float = 0.2  # a mirror run removing more than this share of members waits
+    brake_count: int = 0  # ... or more than this many (0: no count limit)
     created_by: str = "cli"
     created_at: float = 0.0
 
@@ -245,6 +247,8 @@ class Store:
         max_profiles: int = 0,
         enabled: bool = True,
         mode: str = "add",
+        brake_share: float = 0.2,
+        brake_count: int = 0,
     ) -> Export:
         self.get_connection(connection_id)
         if not email_field.strip():
@@ -253,6 +257,8 @@ class Store:
             raise InvalidInput("--max-profiles must be 0 (no cap) or more")
         if mode not in MODES:
             raise InvalidInput(f"--mode must be one of {', '.join(MODES)}")
+        if not 0 <= brake_share <= 1 or brake_count < 0:
+            raise InvalidInput("--brake-share must be 0..1 and --brake-count 0 or more")
         export = Export(
             id=new_id("e_"),
             name=name.strip() or list_id,
@@ -266,6 +272,8 @@ class Store:
             schedule=schedule,
             max_profiles=max_profiles,
             mode=mode,
+            brake_share=brake_share,
+            brake_count=brake_count,
             created_by=created_by,
             created_at=time.time(),
         )

@@ -62,3 +62,15 @@ def launch_run(settings: Settings, run_id: str, batches: int | Sequence[int]) ->
     body.on_error(app.signature(tasks.RUN_FAILED, kwargs={"run_id": run_id}))
     result = chord(header)(body)
     return str(result.id)
+
+
+def launch_removals(settings: Settings, run_id: str, chunks: int) -> str:
+    """Start a mirror run's removals: a task per chunk, then the run's end."""
+    app = sender(settings)
+    header = [
+        app.signature(tasks.REMOVE_MEMBERS, args=(run_id, chunk), immutable=True)
+        for chunk in range(chunks)
+    ]
+    body = app.signature(tasks.FINALIZE_REMOVALS, kwargs={"run_id": run_id})
+    body.on_error(app.signature(tasks.RUN_FAILED, kwargs={"run_id": run_id}))
+    return str(chord(header)(body).id)

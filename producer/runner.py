@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from klaviyo_client import FatalError, KlaviyoError, NotFoundError
@@ -19,14 +20,20 @@ from klaviyo_export import audit
 from klaviyo_export.actors import Actor, require_use
 from klaviyo_export.context import Context
 from klaviyo_export.errors import ExportError
+from klaviyo_export.mirror import after_adds, brake_reason
+from klaviyo_export.state import ExportState, digest
 from klaviyo_export.store import Connection, Export
 from producer.batches import Batch, BatchPacker
-from producer.dispatch import launch_run
+from producer.dispatch import launch_removals, launch_run
+from producer.profiles import EmailDeduplicator, MappedProfile
 from producer.segment import Rejected, checked_rows
+from schemas import keys
 
 log = logging.getLogger(__name__)
 
 REJECTION_FLUSH: Final = 1000
+STATE_LOOKUP_CHUNK: Final = 1000
+"""Accepted rows looked up in the export's state per round trip (delta runs)."""
 PROGRESS_EVERY: Final = 50_000
 
 
@@ -41,6 +48,7 @@ class RunRequest:
     actor: Actor
     format: str | None = None
     trigger: str = "on demand"  # or "schedule", "upstream"
+    full: bool = False  # send every row, even those unchanged since the last import
 
 
 def start_run(
@@ -80,25 +88,31 @@ def start_run(
     )
     try:
         _preflight(ctx, export)
-        rows_read, submitted, batches = _read_and_store(ctx, run_id, export, request, on_progress)
+        loaded = _read_and_store(ctx, run_id, export, request, on_progress)
     except (ExportError, KlaviyoError) as exc:
         ctx.runs.discard_batches(run_id)
         ctx.runs.finish(run_id, status="failed", message=str(exc))
         return run_id
-    ctx.runs.mark_running(run_id, rows_read=rows_read, submitted=submitted, batches=batches)
+    ctx.runs.mark_running(
+        run_id,
+        rows_read=loaded.rows_read,
+        submitted=loaded.submitted,
+        batches=loaded.batches,
+        unchanged=loaded.unchanged,
+    )
     try:
-        _check_caps(submitted, export, connection, ctx.settings.max_profiles_per_run)
+        _check_caps(loaded.submitted, export, connection, ctx.settings.max_profiles_per_run)
     except ExportError as exc:
-        ctx.runs.unsent(run_id, submitted)
+        ctx.runs.unsent(run_id, loaded.submitted)
         ctx.runs.finish(run_id, status="failed", message=str(exc))
         return run_id
     if ctx.runs.abort_reason(run_id) is not None:  # removed while we read: send nothing
-        ctx.runs.unsent(run_id, submitted)
+        ctx.runs.unsent(run_id, loaded.submitted)
         ctx.runs.finish(run_id)
-    elif batches == 0:
-        ctx.runs.finish(run_id)
+    elif loaded.batches == 0:
+        after_adds(ctx, run_id, partial(launch_removals, ctx.settings))
     else:
-        launch_run(ctx.settings, run_id, batches)
+        launch_run(ctx.settings, run_id, loaded.batches)
     return run_id
 
 
@@ -129,39 +143,98 @@ def _preflight(ctx: Context, export: Export) -> None:
         ) from None
 
 
+@dataclass
+class Loaded:
+    """What reading a segment produced."""
+
+    rows_read: int = 0
+    submitted: int = 0
+    unchanged: int = 0
+    batches: int = 0
+    in_segment: int = 0  # valid, unique rows (sent or unchanged)
+
+
 def _read_and_store(
     ctx: Context,
     run_id: str,
     export: Export,
     request: RunRequest,
     on_progress: Callable[[int], None] | None,
-) -> tuple[int, int, int]:
+) -> Loaded:
+    """Stream the segment into stored batches; a delta run skips unchanged rows.
+
+    A mirror run also remembers every valid email of the segment (as 8-byte
+    fingerprints) to find, at the end, the members that left it.
+    """
+    state = ExportState(ctx.redis, export.id)
+    delta = not request.full and state.size() > 0
+    segment = EmailDeduplicator() if export.mode == "mirror" else None
     packer = BatchPacker(max_profiles=ctx.settings.batch_profiles)
+    loaded = Loaded()
     rejected: list[dict[str, object]] = []
-    rows_read = submitted = batches = 0
+    pending: list[tuple[str, str]] = []  # (email, digest) of the rows in the packer
+    waiting: list[MappedProfile] = []  # accepted rows whose state lookup is pending
 
     def store(batch: Batch) -> None:
-        nonlocal batches, submitted
-        ctx.runs.store_batch(run_id, batch.number, batch.profiles_json, batch.rows)
-        batches += 1
-        submitted += len(batch.rows)
+        meta = pending[: len(batch.rows)]
+        del pending[: len(batch.rows)]
+        emails, digests = [m[0] for m in meta], [m[1] for m in meta]
+        ctx.runs.store_batch(run_id, batch.number, batch.profiles_json, batch.rows, emails, digests)
+        loaded.batches += 1
+        loaded.submitted += len(batch.rows)
+
+    def send(rows: list[MappedProfile]) -> None:
+        digests = [digest(r.profile_json) for r in rows]
+        known = state.digests([r.email for r in rows]) if delta else [None] * len(rows)
+        for row, new, old in zip(rows, digests, known, strict=True):
+            if new == old:
+                loaded.unchanged += 1
+                continue
+            pending.append((row.email, new))
+            finished = packer.add(row.profile_json, row.row)
+            if finished is not None:
+                store(finished)
+        rows.clear()
 
     for outcome in checked_rows(export, request.source, request.format):
-        rows_read += 1
-        if on_progress is not None and rows_read % PROGRESS_EVERY == 0:
-            on_progress(rows_read)
-            ctx.runs.set_progress(run_id, rows_read)
+        loaded.rows_read += 1
+        if on_progress is not None and loaded.rows_read % PROGRESS_EVERY == 0:
+            on_progress(loaded.rows_read)
+            ctx.runs.set_progress(run_id, loaded.rows_read)
         if isinstance(outcome, Rejected):
             rejected.append(outcome.record())
             if len(rejected) >= REJECTION_FLUSH:
                 ctx.runs.add_rejections(run_id, rejected)
                 rejected.clear()
             continue
-        finished = packer.add(outcome.profile_json, outcome.row)
-        if finished is not None:
-            store(finished)
+        loaded.in_segment += 1
+        if segment is not None:
+            segment.seen_before(outcome.email)
+        waiting.append(outcome)
+        if len(waiting) >= STATE_LOOKUP_CHUNK:
+            send(waiting)
+    send(waiting)
     last = packer.flush()
     if last is not None:
         store(last)
     ctx.runs.add_rejections(run_id, rejected)
-    return rows_read, submitted, batches
+    if segment is not None:
+        _plan_removals(ctx, run_id, export, state, segment, loaded.in_segment)
+    return loaded
+
+
+def _plan_removals(
+    ctx: Context,
+    run_id: str,
+    export: Export,
+    state: ExportState,
+    segment: EmailDeduplicator,
+    in_segment: int,
+) -> None:
+    """Members the export put in the list that are not in this segment: to remove."""
+    members = state.size()
+    leaving = (email for email in state.emails() if not segment.seen_before(email))
+    to_remove = ctx.runs.store_removals(run_id, leaving)
+    reason = brake_reason(export, to_remove, members, in_segment)
+    if reason is not None:
+        ctx.redis.hset(keys.run(run_id), "brake_reason", reason)

@@ -28,6 +28,8 @@ RUN_STATUSES: Final = (
     "partially_succeeded",  # some rows exported, some failed at Klaviyo
     "failed",  # nothing exported, or the run could not complete
     "cancelled",  # the export was removed mid-run
+    "awaiting_approval",  # a mirror run's removals wait for `approve` or `reject`
+    "removing",  # a mirror run's removals are being sent
 )
 FINAL_RUN_STATUSES: Final = frozenset({"succeeded", "partially_succeeded", "failed", "cancelled"})
 BATCH_STATUSES: Final = ("succeeded", "partially_succeeded", "failed", "cancelled")
@@ -118,6 +120,10 @@ class CountsSchema(Schema):
     submitted = fields.Integer(required=True)
     imported = fields.Integer(required=True)
     failed = fields.Integer(required=True)
+    unchanged = fields.Integer(load_default=0)  # delta runs: rows not sent, as imported before
+    to_remove = fields.Integer(load_default=0)  # mirror runs: members no longer in the segment
+    removed = fields.Integer(load_default=0)
+    removal_failed = fields.Integer(load_default=0)
 
 
 class BatchCountsSchema(Schema):

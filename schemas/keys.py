@@ -88,3 +88,23 @@ def schedule_fired(export_id: str, minute: str) -> str:
     UTC) was requested already; ``SET NX`` on it makes a due minute fire once,
     however many beats or late ticks see it."""
     return f"{PREFIX}schedule:{export_id}:{minute}"
+
+
+def export_state(export_id: str) -> str:
+    """Hash: normalised email -> digest of the profile last imported for it.
+
+    What the export has put in its list: mirror runs remove what is here but
+    no longer in the segment, delta runs skip rows whose digest is unchanged,
+    and ``reconcile`` compares the list with it.
+    """
+    return f"{PREFIX}export:{export_id}:state"
+
+
+def run_removals(run_id: str, chunk: int) -> str:
+    """List: one chunk (at most 1,000) of emails a mirror run removes."""
+    return f"{PREFIX}run:{run_id}:removals:{chunk}"
+
+
+def run_removal_results(run_id: str) -> str:
+    """Hash: removal chunk number -> its result JSON (written once)."""
+    return f"{PREFIX}run:{run_id}:removal-results"

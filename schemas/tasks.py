@@ -7,6 +7,10 @@ The producer sends tasks by name only; it never imports the worker package.
 - ``FINALIZE_RUN(results, run_id)`` on ``CONTROL_QUEUE``: the chord's body.
 - ``RUN_FAILED(request, exc, traceback, run_id)`` on ``CONTROL_QUEUE``: the
   chord's errback, for a header task that raised instead of returning.
+- ``REMOVE_MEMBERS(run_id, chunk)`` on ``UPLOADS_QUEUE``: a mirror run's
+  removals, one stored chunk of at most 1,000 emails; returns a small result.
+- ``FINALIZE_REMOVALS(results, run_id)`` on ``CONTROL_QUEUE``: the body of the
+  removals' chord; ends the run.
 - ``WATCHDOG()`` on ``CONTROL_QUEUE``: periodic (beat); finishes runs whose
   chord never fired (see ``worker.watchdog``).
 - ``SCHEDULE_TICK()`` on ``CONTROL_QUEUE``: periodic (beat, every minute);
@@ -39,6 +43,8 @@ FINALIZE_RUN: Final = "kx.finalize_run"
 RUN_FAILED: Final = "kx.run_failed"
 WATCHDOG: Final = "kx.watchdog"
 SCHEDULE_TICK: Final = "kx.schedule_tick"
+REMOVE_MEMBERS: Final = "kx.remove_members"
+FINALIZE_REMOVALS: Final = "kx.finalize_removals"
 
 UPLOADS_QUEUE: Final = "kx.uploads"
 CONTROL_QUEUE: Final = "kx.control"
@@ -52,6 +58,8 @@ ROUTES: Final = {
     RUN_FAILED: {"queue": CONTROL_QUEUE},
     WATCHDOG: {"queue": CONTROL_QUEUE},
     SCHEDULE_TICK: {"queue": CONTROL_QUEUE},
+    REMOVE_MEMBERS: {"queue": UPLOADS_QUEUE},
+    FINALIZE_REMOVALS: {"queue": CONTROL_QUEUE},
 }
 
 

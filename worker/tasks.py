@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from celery import Task
+from celery import Task, chord
 
+from klaviyo_export.mirror import after_adds
 from schemas import tasks as names
-from worker import schedules, upload
+from worker import removals, schedules, upload
 from worker.celery_app import app
 from worker.config import max_countdown
 from worker.context import context
@@ -45,10 +46,38 @@ def upload_batch(self: Task, run_id: str, batch: int, **_: Any) -> dict[str, Any
 
 @app.task(name=names.FINALIZE_RUN, acks_late=True)
 def finalize_run(results: list[dict[str, Any]], run_id: str, **_: Any) -> dict[str, Any]:
-    """The chord's body: derive the run's final status from its record."""
+    """The chord's body: the adds are done; end the run, or start a mirror run's
+    removals (or hold them at the safety brake)."""
+    stage = after_adds(context(), run_id, launch_removals)
+    log.info("run %s adds done (%s batch results): %s", run_id, len(results), stage)
+    return {"run_id": run_id, "status": stage}
+
+
+def launch_removals(run_id: str, chunks: int) -> None:
+    header = [remove_members.si(run_id, chunk) for chunk in range(chunks)]
+    body = finalize_removals.s(run_id=run_id).on_error(run_failed.s(run_id=run_id))
+    chord(header)(body)
+
+
+@app.task(name=names.REMOVE_MEMBERS, bind=True, max_retries=None, acks_late=True)
+def remove_members(self: Task, run_id: str, chunk: int, **_: Any) -> dict[str, Any]:
+    """Remove one chunk of a mirror run's departed members from the list."""
+    try:
+        result = removals.remove_members(context(), run_id, chunk)
+    except upload.RetryLater as wait:
+        countdown = min(wait.countdown, max_countdown(context().settings))
+        log.info("run %s removals %s: %s; again in %.1fs", run_id, chunk, wait.reason, countdown)
+        raise self.retry(countdown=countdown) from None
+    log.info("run %s removals %s: %s", run_id, chunk, result["status"])
+    return result
+
+
+@app.task(name=names.FINALIZE_REMOVALS, acks_late=True)
+def finalize_removals(results: list[dict[str, Any]], run_id: str, **_: Any) -> dict[str, Any]:
+    """The removals' chord body: the run's end."""
     status = context().runs.finish(run_id)
-    log.info("run %s finished: %s (%s batch results)", run_id, status["status"], len(results))
-    return {"run_id": run_id, "status": status["status"], "counts": status["counts"]}
+    log.info("run %s finished: %s (%s removal chunks)", run_id, status["status"], len(results))
+    return {"run_id": run_id, "status": status["status"]}
 
 
 @app.task(name=names.RUN_FAILED, acks_late=True)

@@ -11,7 +11,6 @@ job id it kept and counts its result once.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from klaviyo_client import (
 from klaviyo_export.context import Context
 from klaviyo_export.errors import NotFound
 from klaviyo_export.runs import Runs
+from klaviyo_export.state import ExportState
 from klaviyo_export.store import Connection
 from schemas.contracts import VERSION
 from worker.ratelimit import RateLimiter
@@ -59,9 +59,8 @@ class Batch:
     number: int
     profiles_json: bytes
     rows: list[int]
-
-    def emails(self) -> list[str]:
-        return [p.get("attributes", {}).get("email", "") for p in json.loads(self.profiles_json)]
+    emails: list[str]  # aligned with rows: the normalised email each profile carries
+    digests: list[str]  # aligned with rows: each profile's digest, for the export's state
 
 
 def backoff(attempt: int, base: float = 1.0) -> float:
@@ -102,7 +101,7 @@ def upload_batch(ctx: Context, run_id: str, number: int) -> dict[str, Any]:
             return _fail_all(runs, batch, "outcome_unknown", detail, status="cancelled")
         detail = "not sent: the connection was removed"
         return _fail_all(runs, batch, "not_sent", detail, status="cancelled")
-    quota = Quota(RateLimiter(ctx.redis, ctx.settings.rate_headroom), _account_key(connection))
+    quota = Quota(RateLimiter(ctx.redis, ctx.settings.rate_headroom), account_key(connection))
     client = ctx.klaviyo(connection.id, before_request=quota.before_request)
     return _advance(runs, client, quota, batch, list_id)
 
@@ -114,7 +113,7 @@ def fail_lost_batch(ctx: Context, run_id: str, number: int, reason: str) -> None
         _fail_all(ctx.runs, Batch(run_id, number, *payload), "lost", reason)
 
 
-def _account_key(connection: Connection) -> str:
+def account_key(connection: Connection) -> str:
     """Klaviyo counts per account: connections to one account share a quota."""
     return connection.account_id or f"connection-{connection.id}"
 
@@ -195,7 +194,7 @@ def _record_job_outcome(
 ) -> dict[str, Any]:
     failed_rows = []
     if errors:
-        row_of = {email: row for email, row in zip(batch.emails(), batch.rows, strict=True)}
+        row_of = {email: row for email, row in zip(batch.emails, batch.rows, strict=True)}
         for error in errors:
             email = error.email
             failed_rows.append(
@@ -211,6 +210,14 @@ def _record_job_outcome(
     submitted = len(batch.rows)
     failed = min(len(failed_rows), submitted)
     result = _result(batch, _status(submitted - failed, failed), submitted - failed, failed, job_id)
+    failed_emails = {row["email"] for row in failed_rows}
+    imported = [
+        (email, d)
+        for email, d in zip(batch.emails, batch.digests, strict=True)
+        if email not in failed_emails
+    ]
+    state = ExportState(runs.redis, runs.export_id(batch.run_id))
+    state.record((email for email, _ in imported), (d for _, d in imported))
     runs.record_batch(batch.run_id, result, failed_rows)
     return runs.batch_result(batch.run_id, batch.number) or result
 
@@ -219,7 +226,7 @@ def _fail_all(
     runs: Runs, batch: Batch, code: str, detail: str, status: str = "failed"
 ) -> dict[str, Any]:
     """Every row of the batch failed, each listed with the same reason."""
-    emails = batch.emails()
+    emails = batch.emails
     rows = [
         {
             "batch": batch.number,

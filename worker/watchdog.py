@@ -49,6 +49,8 @@ def sweep(
     now = time.time() if now is None else now
     result = Sweep([], {}, [])
     for run_id in runs.active():
+        if runs.status(run_id)["status"] != "running":
+            continue  # a mirror run at its brake or removing: its own stage
         idle = now - runs.updated_at(run_id)
         missing = runs.missing_batches(run_id)
         if not missing:

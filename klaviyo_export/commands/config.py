@@ -150,6 +150,27 @@ def _register_exports(sub: SubParsers) -> None:
         help="cap on profiles a run sends (default 0: the system default)",
     )
     add.add_argument("--disabled", action="store_true", help="save it disabled")
+    add.add_argument(
+        "--mode",
+        choices=("add", "mirror"),
+        default="add",
+        help="add (default): only add and update; mirror: also remove from the list the "
+        "members an earlier run exported that left the segment",
+    )
+    add.add_argument(
+        "--brake-share",
+        type=float,
+        default=0.2,
+        metavar="SHARE",
+        help="mirror: hold removals of more than this share of members for approval (0.2)",
+    )
+    add.add_argument(
+        "--brake-count",
+        type=int,
+        default=0,
+        metavar="N",
+        help="mirror: also hold removals of more than N members (default 0: no such limit)",
+    )
     _leaf(actions, "list", "list exports", _export_list, None)
     _leaf(actions, "enable", "let the export run again", _export_enable, "export_id")
     _leaf(actions, "disable", "stop scheduled and on-demand runs", _export_disable, "export_id")
@@ -278,6 +299,9 @@ def _export_add(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         max_profiles=args.max_profiles,
         enabled=not args.disabled,
+        mode=args.mode,
+        brake_share=args.brake_share,
+        brake_count=args.brake_count,
     )
     return _show(
         args,

@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--wait", action="store_true", help="wait for the end; exit 1 unless the run succeeded"
     )
     run.add_argument(
+        "--full",
+        action="store_true",
+        help="send every row, also those unchanged since they were last imported",
+    )
+    run.add_argument(
         "--dry-run",
         action="store_true",
         help="read the segment and print the plan (adds, rejects, calls per Klaviyo endpoint, "
@@ -42,6 +47,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_json_flag(resume)
     resume.set_defaults(_run=_resume)
+
+    for name, helptext, handler in (
+        ("approve", "let a mirror run held at the safety brake remove its members", _approve),
+        ("reject", "end a mirror run held at the safety brake without removing anything", _reject),
+    ):
+        decide = sub.add_parser(name, help=helptext, description=helptext)
+        decide.add_argument("run_id", metavar="RUN_ID")
+        add_json_flag(decide)
+        decide.set_defaults(_run=handler)
+
+    reconcile = sub.add_parser(
+        "reconcile", help="compare the Klaviyo list with what the export put in it"
+    )
+    reconcile.add_argument("export_id", metavar="EXPORT_ID")
+    reconcile.add_argument(
+        "--show-emails", action="store_true", help="list the emails that differ (personal data)"
+    )
+    add_json_flag(reconcile)
+    reconcile.set_defaults(_run=_reconcile)
 
     status = sub.add_parser("status", help="a run's status and counts")
     status.add_argument("run_id", metavar="RUN_ID")
@@ -69,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(ctx, args)
     progress = _Progress(enabled=not args.json)
-    request = RunRequest(args.export_id, args.source, args.actor, args.format)
+    request = RunRequest(args.export_id, args.source, args.actor, args.format, full=args.full)
     run_id = start_run(ctx, request, on_progress=progress.reading)
     progress.done()
     if not args.wait:
@@ -84,6 +108,47 @@ def _run(args: argparse.Namespace) -> int:
     status = _follow(ctx, run_id, quiet=args.json)
     _print_status(status, as_json=args.json)
     return 0 if status["status"] == "succeeded" else 1
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from producer.approval import approve
+
+    count = approve(Context.from_env(), args.actor, args.run_id)
+    if args.json:
+        emit_json({"run_id": args.run_id, "approved": True, "to_remove": count})
+    else:
+        print(f"run {args.run_id}: removing {count:,} members")
+    return 0
+
+
+def _reject(args: argparse.Namespace) -> int:
+    from producer.approval import reject
+
+    status = reject(Context.from_env(), args.actor, args.run_id)
+    _print_status(status, as_json=args.json)
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from producer.reconcile import reconcile
+
+    drift = reconcile(Context.from_env(), args.actor, args.export_id)
+    report = drift.summary(show_emails=args.show_emails)
+    if args.json:
+        emit_json(report)
+        return 0
+    print(f"export {args.export_id}, list {drift.list_id}:")
+    print(f"  in the list              {drift.list_members:>10,}")
+    print(f"  exported by this export  {drift.exported:>10,}")
+    print(
+        f"  added by hand            {len(drift.added_by_hand):>10,}  (in the list, not exported)"
+    )
+    print(f"  missing                  {len(drift.missing):>10,}  (exported, not in the list)")
+    if args.show_emails:
+        for title, emails in (("added by hand", drift.added_by_hand), ("missing", drift.missing)):
+            for email in sorted(emails):
+                print(f"  {title}: {email}")
+    return 0
 
 
 def _resume(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ def _started(runs: Runs, submitted: int = 10, batches: int = 2) -> str:
         run_id, [{"row": 3, "field": "email", "code": "invalid_email", "reason": "x"}]
     )
     for n in range(batches):
-        runs.store_batch(run_id, n, b"[]", [])
+        runs.store_batch(run_id, n, b"[]", [], [], [])
     runs.mark_running(run_id, rows_read=submitted + 1, submitted=submitted, batches=batches)
     return run_id
 

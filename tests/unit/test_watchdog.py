@@ -19,9 +19,8 @@ def runs() -> Runs:
 def _running(runs: Runs, batches: int) -> str:
     run_id = runs.create("e_1", "seg.csv", "t", "c_1", "L1")
     for n in range(batches):
-        runs.store_batch(
-            run_id, n, b'[{"type":"profile","attributes":{"email":"a@b.co"}}]', [n + 1]
-        )
+        profiles = b'[{"type":"profile","attributes":{"email":"a@b.co"}}]'
+        runs.store_batch(run_id, n, profiles, [n + 1], ["a@b.co"], ["00"])
     runs.mark_running(run_id, rows_read=batches, submitted=batches, batches=batches)
     return run_id
 
