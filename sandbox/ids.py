@@ -34,6 +34,7 @@ class IdFactory:
         self._clock = clock
         self._prefix_ms = -1
         self._prefix = ""
+        self._prefix_instant = -1.0
 
     def _time_prefix(self, instant: float) -> str:
         millis = int(self._clock.epoch(instant) * 1000)
@@ -49,8 +50,12 @@ class IdFactory:
 
     def ulid(self, instant: float | None = None) -> str:
         """A 26-character ULID-like id for the clock reading ``instant`` (default: now)."""
-        prefix = self._time_prefix(self._clock.now() if instant is None else instant)
-        return prefix + format(self._rng.getrandbits(64), "016X")
+        if instant is None:
+            instant = self._clock.now()
+        if instant != self._prefix_instant:  # a job's rows share one reading
+            self._prefix_instant = instant
+            self._time_prefix(instant)
+        return self._prefix + format(self._rng.getrandbits(64), "016X")
 
     def short(self) -> str:
         """A six-character alphanumeric id (lists, accounts)."""

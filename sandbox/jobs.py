@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -253,6 +254,8 @@ class JobProcessor:
         self.per_second = config.job_profiles_per_second
         self.fail_email = re.compile(config.fail_email) if config.fail_email else None
         self.wake = threading.Event()
+        self.behind = False
+        """After a budgeted :meth:`advance`: due rows were left for later."""
 
     def create(self, account: Account, request: ImportRequest) -> Job:
         """Register a job (raises a 400 for an unknown related list)."""
@@ -280,29 +283,48 @@ class JobProcessor:
         self.wake.set()
         return job
 
-    def advance(self, now: float) -> bool:
-        """Run every row due by ``now``; True while some job is unfinished."""
+    def advance(self, now: float, budget: int | None = None) -> bool:
+        """Run the rows due by ``now``; True while some job is unfinished.
+
+        With a ``budget``, stop once about that many rows ran (jobs are taken
+        in creation order, so no job overtakes an older one); :attr:`behind`
+        then says that due rows are left. Readers never pass a budget: what
+        they see has every due row applied.
+        """
         busy = False
+        self.behind = False
         for account in self.store.accounts.values():
             if not account.active_jobs:
                 continue
             for job in account.active_jobs:
-                self._advance_job(account, job, now)
+                if budget is not None and budget <= 0:
+                    self.behind = True
+                    break
+                ran = self._advance_job(account, job, now, budget)
+                if budget is not None:
+                    budget -= ran
             account.active_jobs = [job for job in account.active_jobs if job.completed_at is None]
             busy = busy or bool(account.active_jobs)
         return busy
 
-    def _advance_job(self, account: Account, job: Job, now: float) -> None:
+    def _advance_job(self, account: Account, job: Job, now: float, budget: int | None) -> int:
+        """Run the job's due rows (at most ``budget``); returns how many ran."""
         if now < job.start:
-            return
+            return 0
         # The epsilon keeps float error (0.3 s * 10/s = 2.9999...) from losing a row.
         due = min(job.total, int((now - job.start) * self.per_second + 1e-6))
+        ran = 0
+        if budget is not None and due - job.processed > budget:
+            due = job.processed + budget
+            self.behind = True
         if job.rows is not None and due > job.processed:
+            ran = due - job.processed
             self._run_rows(account, job, job.rows, due, now)
         if job.processed >= job.total:
             job.completed_at = job.start + job.total / self.per_second
             job.rows = None  # a finished job keeps only ids and failed rows
             job._seen = set()
+        return ran
 
     def _run_rows(
         self, account: Account, job: Job, rows: list[dict[str, Any]], due: int, now: float
@@ -314,6 +336,7 @@ class JobProcessor:
         profile_ids = job.profile_ids
         indexes = [record.members for record in job.lists]
         added = False
+        completed = 0
         for index in range(job.processed, due):
             row = rows[index]
             attributes: dict[str, Any] = row["attributes"]
@@ -329,12 +352,13 @@ class JobProcessor:
             except RowError as exc:
                 self._fail(job, str(exc), f"{_ROWS}/{index}", row)
                 continue
-            job.completed += 1
+            completed += 1
             if pid not in seen:
                 seen.add(pid)
                 profile_ids.append(pid)
             for members in indexes:
                 added = members.add(pid, now) or added
+        job.completed += completed
         job.processed = due
         if added:
             for record in job.lists:
@@ -363,9 +387,12 @@ class JobProcessor:
 class JobRunner:
     """Background thread that keeps jobs moving when nobody is asking."""
 
-    def __init__(self, processor: JobProcessor, tick_seconds: float = 0.02) -> None:
+    def __init__(
+        self, processor: JobProcessor, tick_seconds: float = 0.02, slice_rows: int = 2_000
+    ) -> None:
         self.processor = processor
         self.tick = tick_seconds
+        self.slice_rows = slice_rows
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sandbox-jobs", daemon=True)
 
@@ -378,9 +405,16 @@ class JobRunner:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        # Rows run in slices of ``slice_rows`` (about 15 ms), the lock released
+        # in between: a request waits for one slice at most, not for every row
+        # due across all jobs.
         store = self.processor.store
         while not self._stop.is_set():
             with store.lock:
-                busy = self.processor.advance(store.clock.now())
+                busy = self.processor.advance(store.clock.now(), self.slice_rows)
+                behind = self.processor.behind
+            if behind:
+                time.sleep(0.001)  # let a thread waiting for the lock have it
+                continue
             self.processor.wake.wait(self.tick if busy else None)
             self.processor.wake.clear()

@@ -178,13 +178,14 @@ class Store:
         )
         if target is None:
             target = owner_email or owner_phone or owner_external
-        for owner, name in (
-            (owner_email, "email"),
-            (owner_phone, "phone_number"),
-            (owner_external, "external_id"),
-        ):
-            if owner is not None and owner != target:
-                raise RowError(f"The {name} is already used by another profile ({owner}).")
+        if owner_email is not None or owner_phone is not None or owner_external is not None:
+            for owner, name in (
+                (owner_email, "email"),
+                (owner_phone, "phone_number"),
+                (owner_external, "external_id"),
+            ):
+                if owner is not None and owner != target:
+                    raise RowError(f"The {name} is already used by another profile ({owner}).")
         update = _extra_update(attributes)
         old = profiles.get(target) if target is not None else None
         if old is None:
@@ -236,15 +237,17 @@ class Store:
 
 def _extra_update(attributes: dict[str, Any]) -> dict[str, Any] | None:
     """The non-null, non-identifier attributes (nulls inside dict attributes dropped)."""
-    update: dict[str, Any] | None = None
-    for name, value in attributes.items():
-        if value is None or name in _IDENTIFIERS:
-            continue
-        if name in MERGED_DICT_ATTRIBUTES and isinstance(value, dict) and None in value.values():
-            value = {key: item for key, item in value.items() if item is not None}
-        if update is None:
-            update = {}
-        update[name] = value
+    update = {
+        name: value
+        for name, value in attributes.items()
+        if value is not None and name not in _IDENTIFIERS
+    }
+    if not update:
+        return None
+    for name in MERGED_DICT_ATTRIBUTES:
+        value = update.get(name)
+        if isinstance(value, dict) and None in value.values():
+            update[name] = {key: item for key, item in value.items() if item is not None}
     return update
 
 

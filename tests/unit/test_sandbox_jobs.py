@@ -255,3 +255,21 @@ def test_an_empty_job_completes_after_the_queue() -> None:
     h.run(1.0)
     assert job.status(h.clock.now()) == "complete"
     assert job.total == 0
+
+
+def test_a_row_budget_runs_due_rows_in_slices_oldest_job_first() -> None:
+    h = Harness(job_profiles_per_second=1000.0)
+    first = h.submit(*[row(f"a{i}@x.com") for i in range(5)])
+    second = h.submit(*[row(f"b{i}@x.com") for i in range(5)])
+    h.clock.advance(2.0)  # every row of both jobs is due
+    assert h.processor.advance(h.clock.now(), budget=3)
+    assert h.processor.behind
+    assert (first.completed, second.completed) == (3, 0)
+    h.processor.advance(h.clock.now(), budget=3)
+    assert (first.completed, second.completed) == (5, 1)
+    assert first.status(h.clock.now()) == "complete"
+    while h.processor.advance(h.clock.now(), budget=3):
+        pass
+    assert not h.processor.behind
+    assert second.status(h.clock.now()) == "complete"
+    assert h.members() == [f"a{i}@x.com" for i in range(5)] + [f"b{i}@x.com" for i in range(5)]
