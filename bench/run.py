@@ -327,7 +327,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 pids = {"producer": producer.pid, "sandbox": sandbox_pid}
                 pids |= {f"worker{i}": proc.pid for i, proc in enumerate(workers)}
                 for label, pid in pids.items():
-                    stack.enter_context(_py_spy(Path(args.py_spy), label, pid))
+                    if args.py_spy_only in (None, label.rstrip("0123456789")):
+                        stack.enter_context(_py_spy(Path(args.py_spy), label, pid))
             # Poll for the producer's exit while sampling the others; wait4
             # then gives its own CPU time and peak RSS.
             while True:
@@ -460,6 +461,7 @@ def _report(
             "throttled_429": by_status.get("429", 0),
             "by_operation": stats["requests"]["by_operation"],
             "by_status": by_status,
+            "busiest_windows": _busiest(stats),
         },
         "worker_log": _worker_log(worker_logs, wall_start),
         "lower_bound": {
@@ -470,6 +472,22 @@ def _report(
         },
         "ratio_to_lower_bound": round(wall_s / bound, 2) if bound > 0 else None,
     }
+
+
+def _busiest(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per rate-limited operation: the most requests the sandbox saw in one of its
+    fixed 1 s and 60 s windows (what Klaviyo enforces), next to the limits."""
+    out: dict[str, dict[str, Any]] = {}
+    for operations in stats.get("accounts", {}).values():
+        for name, seen in operations.items():
+            if seen.get("limit_burst") is None or seen["limit_burst"] > BURST_PER_SECOND:
+                continue  # only the 10/s, 150/min operations a run leans on
+            out[name] = {
+                "max_1s": seen["max_fixed_1s"],
+                "max_60s": seen["max_fixed_60s"],
+                "limits": [seen["limit_burst"], seen["limit_steady"]],
+            }
+    return out
 
 
 def _worker_log(logs: list[Path], wall_start: float) -> dict[str, Any]:
@@ -528,6 +546,11 @@ def _print_human(result: dict[str, Any]) -> None:
     print(f"                    sandbox {peak['sandbox']}; redis {peak['redis']}")
     print(f"  HTTP              {http['requests']} requests, {http['throttled_429']} x 429")
     print(f"                    {http['by_operation']}")
+    busiest = ", ".join(
+        f"{op} {w['max_1s']}/s {w['max_60s']}/min (limits {w['limits'][0]}, {w['limits'][1]})"
+        for op, w in http["busiest_windows"].items()
+    )
+    print(f"  busiest windows   {busiest}")
     log = result["worker_log"]
     print(
         f"  upload tasks      jobs submitted from {log['first_job_submitted_s']} s to "
@@ -581,6 +604,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--timeout", type=float, default=1800, help="give up on the run after this many seconds")
     add("--workdir", default=None, help="parent of the working directory (default: TMPDIR)")
     add("--py-spy", metavar="DIR", help="profile every component with py-spy into DIR")
+    add(
+        "--py-spy-only",
+        choices=["producer", "sandbox", "worker"],
+        help="with --py-spy, profile only this component",
+    )
     add("--json", action="store_true", help="print one JSON object")
     add("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args(argv)
