@@ -71,10 +71,24 @@ class Limit:
     steady_window: float = 60.0
 
 
+SEND_JITTER: Final = 0.5
+"""Seconds a request may take between its admission here and its arrival at
+Klaviyo (a busy process, a slow connect). Counting each window that much
+longer keeps the promise at Klaviyo's end, not only at ours: nine requests
+admitted early in one second and sent late cannot meet nine sent on time in
+the next second."""
+
+
 def published_limit(operation: str, headroom: float) -> Limit:
-    """Klaviyo's limit for ``operation`` scaled by ``headroom`` (each at least 1)."""
+    """Klaviyo's limit for ``operation`` scaled by ``headroom`` (each at least 1),
+    over windows stretched by ``SEND_JITTER``."""
     burst, steady = RATE_LIMITS[operation]
-    return Limit(burst=max(1, int(burst * headroom)), steady=max(1, int(steady * headroom)))
+    return Limit(
+        burst=max(1, int(burst * headroom)),
+        steady=max(1, int(steady * headroom)),
+        burst_window=1.0 + SEND_JITTER,
+        steady_window=60.0 + SEND_JITTER,
+    )
 
 
 class RateLimiter:

@@ -62,5 +62,13 @@ def test_acquire_sleeps_short_waits_and_hands_back_long_ones(limiter: RateLimite
 
 
 def test_published_limits_leave_headroom_but_never_zero() -> None:
-    assert published_limit(Operation.BULK_IMPORT, 0.9) == Limit(burst=9, steady=135)
-    assert published_limit(Operation.GET_ACCOUNTS, 0.5) == Limit(burst=1, steady=7)
+    bulk = published_limit(Operation.BULK_IMPORT, 0.9)
+    assert (bulk.burst, bulk.steady) == (9, 135)
+    accounts = published_limit(Operation.GET_ACCOUNTS, 0.5)
+    assert (accounts.burst, accounts.steady) == (1, 7)
+
+
+def test_published_windows_are_stretched_by_the_send_jitter() -> None:
+    bulk = published_limit(Operation.BULK_IMPORT, 1.0)
+    assert bulk.burst_window > 1.0
+    assert bulk.steady_window > 60.0
