@@ -21,6 +21,7 @@ from typing import Any, Final
 import redis
 
 from klaviyo_export.errors import NotFound
+from klaviyo_export.scripts import RECORD_BATCH, RECORD_REMOVAL, RELEASE_LOCK, REOPEN_BATCH
 from klaviyo_export.store import new_id, text
 from schemas import keys
 from schemas.contracts import FINAL_RUN_STATUSES, VERSION
@@ -28,67 +29,7 @@ from schemas.contracts import FINAL_RUN_STATUSES, VERSION
 FAILED_PAYLOAD_TTL: Final = 7 * 24 * 3600
 REPORT_TTL: Final = 30 * 24 * 3600
 
-# Record one batch's final result, once.
-# KEYS[1] batch-results hash, KEYS[2] run hash, KEYS[3] failed-rows list,
-# KEYS[4] batch payload, KEYS[5] batch state
-# ARGV[1] batch number, ARGV[2] result JSON, ARGV[3] batch status,
-# ARGV[4] imported, ARGV[5] failed, ARGV[6] payload TTL (0 = delete now),
-# ARGV[7..] failed-row JSON records
-# Returns 1 if recorded, 0 if this batch had a result already.
-RECORD_BATCH: Final = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[2], 'imported', ARGV[4])
-redis.call('HINCRBY', KEYS[2], 'failed', ARGV[5])
-redis.call('HINCRBY', KEYS[2], 'batches_done', 1)
-redis.call('HINCRBY', KEYS[2], 'batches_' .. ARGV[3], 1)
-local t = redis.call('TIME')
-redis.call('HSET', KEYS[2], 'updated_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
-for i = 7, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
-if tonumber(ARGV[6]) == 0 then
-  redis.call('DEL', KEYS[4], KEYS[5])
-else
-  redis.call('EXPIRE', KEYS[4], ARGV[6])
-  redis.call('EXPIRE', KEYS[5], ARGV[6])
-end
-return 1
-"""
 
-# Take a batch's result back out of the run's counts, for a resume.
-# KEYS[1] batch-results hash, KEYS[2] run hash, KEYS[3] batch state, KEYS[4] batch payload
-# ARGV[1] batch number. Returns 1 if the batch had a result, else 0.
-REOPEN_BATCH: Final = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
-local result = cjson.decode(raw)
-redis.call('HINCRBY', KEYS[2], 'imported', -result.imported)
-redis.call('HINCRBY', KEYS[2], 'failed', -result.failed)
-redis.call('HINCRBY', KEYS[2], 'batches_done', -1)
-redis.call('HINCRBY', KEYS[2], 'batches_' .. result.status, -1)
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[3])
-redis.call('PERSIST', KEYS[4])
-return 1
-"""
-
-# Record one removal chunk's result, once.
-# KEYS[1] removal-results hash, KEYS[2] run hash, KEYS[3] the chunk's email list
-# ARGV[1] chunk number, ARGV[2] result JSON, ARGV[3] removed, ARGV[4] failed
-# Returns 1 if recorded, 0 if this chunk had a result already.
-RECORD_REMOVAL: Final = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[2], 'removed', ARGV[3])
-redis.call('HINCRBY', KEYS[2], 'removal_failed', ARGV[4])
-redis.call('HINCRBY', KEYS[2], 'removal_chunks_done', 1)
-redis.call('DEL', KEYS[3])
-return 1
-"""
-
-# Release an export's run lock if this run holds it.
-# KEYS[1] lock key; ARGV[1] run id. Returns 1 if released.
-RELEASE_LOCK: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 LOCK_TTL: Final = 24 * 3600
 """A run lock outlives any healthy run; the watchdog ends stalled ones first."""
 
