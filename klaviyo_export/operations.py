@@ -12,6 +12,7 @@ from klaviyo_client.retry import with_retries
 from klaviyo_export import audit
 from klaviyo_export.actors import Actor, require_admin, require_use
 from klaviyo_export.context import Context
+from klaviyo_export.cron import parse_cron
 from klaviyo_export.errors import InvalidInput
 from klaviyo_export.store import Connection, Export
 from schemas.contracts import FINAL_RUN_STATUSES
@@ -182,19 +183,7 @@ def _cancel_runs(ctx: Context, export_id: str, reason: str) -> list[str]:
 
 def validate_cron(expression: str) -> None:
     """A five-field cron expression, as Celery beat reads it."""
-    from celery.schedules import crontab
-
-    parts = expression.split()
-    if len(parts) != 5:
-        raise InvalidInput(f"--schedule {expression!r}: a cron expression has five fields")
-    minute, hour, day_of_month, month_of_year, day_of_week = parts
     try:
-        crontab(
-            minute=minute,
-            hour=hour,
-            day_of_month=day_of_month,
-            month_of_year=month_of_year,
-            day_of_week=day_of_week,
-        )
-    except (ValueError, IndexError) as exc:
-        raise InvalidInput(f"--schedule {expression!r}: {exc}") from None
+        parse_cron(expression)
+    except ValueError as exc:
+        raise InvalidInput(f"--schedule: {exc}") from None

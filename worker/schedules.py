@@ -37,6 +37,7 @@ from typing import Any, Final
 
 import redis
 
+from klaviyo_export.cron import parse_cron
 from klaviyo_export.errors import NotFound
 from klaviyo_export.store import Export, Store, text
 from schemas import keys
@@ -58,22 +59,7 @@ class Cron:
     """A five-field cron expression, matched minute by minute (UTC)."""
 
     def __init__(self, expression: str) -> None:
-        from celery.schedules import crontab
-
-        parts = expression.split()
-        if len(parts) != 5:
-            raise ValueError(f"cron {expression!r}: a cron expression has five fields")
-        minute, hour, day_of_month, month_of_year, day_of_week = parts
-        try:
-            spec = crontab(
-                minute=minute,
-                hour=hour,
-                day_of_month=day_of_month,
-                month_of_year=month_of_year,
-                day_of_week=day_of_week,
-            )
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"cron {expression!r}: {exc}") from None
+        spec = parse_cron(expression)
         self.expression = expression
         self._minute: set[int] = set(spec.minute)
         self._hour: set[int] = set(spec.hour)

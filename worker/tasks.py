@@ -7,12 +7,14 @@ key ever travels in a message, so Flower and the logs show nothing personal.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from celery import Task, chord
 
+from klaviyo_export.context import Context
 from klaviyo_export.mirror import after_adds
 from schemas import tasks as names
 from worker import removals, schedules, upload
@@ -24,15 +26,24 @@ from worker.watchdog import sweep
 log = logging.getLogger(__name__)
 
 
+def _or_retry(
+    task: Task, work: Callable[[Context, str, int], dict[str, Any]], run_id: str, part: int
+) -> dict[str, Any]:
+    """Do ``work``; a ``RetryLater`` hands the message back with a capped countdown."""
+    try:
+        return work(context(), run_id, part)
+    except upload.RetryLater as wait:
+        countdown = min(wait.countdown, max_countdown(context().settings))
+        log.info(
+            "%s run %s part %s: %s; again in %.1fs", task.name, run_id, part, wait.reason, countdown
+        )
+        raise task.retry(countdown=countdown) from None
+
+
 @app.task(name=names.UPLOAD_BATCH, bind=True, max_retries=None, acks_late=True)
 def upload_batch(self: Task, run_id: str, batch: int, **_: Any) -> dict[str, Any]:
     """Upload one stored batch and follow its job; returns its ``BatchResult``."""
-    try:
-        result = upload.upload_batch(context(), run_id, batch)
-    except upload.RetryLater as wait:
-        countdown = min(wait.countdown, max_countdown(context().settings))
-        log.info("run %s batch %s: %s; again in %.1fs", run_id, batch, wait.reason, countdown)
-        raise self.retry(countdown=countdown) from None
+    result = _or_retry(self, upload.upload_batch, run_id, batch)
     log.info(
         "run %s batch %s: %s (%s imported, %s failed)",
         run_id,
@@ -62,12 +73,7 @@ def launch_removals(run_id: str, chunks: int) -> None:
 @app.task(name=names.REMOVE_MEMBERS, bind=True, max_retries=None, acks_late=True)
 def remove_members(self: Task, run_id: str, chunk: int, **_: Any) -> dict[str, Any]:
     """Remove one chunk of a mirror run's departed members from the list."""
-    try:
-        result = removals.remove_members(context(), run_id, chunk)
-    except upload.RetryLater as wait:
-        countdown = min(wait.countdown, max_countdown(context().settings))
-        log.info("run %s removals %s: %s; again in %.1fs", run_id, chunk, wait.reason, countdown)
-        raise self.retry(countdown=countdown) from None
+    result = _or_retry(self, removals.remove_members, run_id, chunk)
     log.info("run %s removals %s: %s", run_id, chunk, result["status"])
     return result
 
