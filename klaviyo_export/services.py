@@ -102,13 +102,14 @@ def embedded_redis() -> Iterator[str]:
 
 
 @contextmanager
-def redis_for_demo(env: Mapping[str, str] | None = None) -> Iterator[tuple[str, str]]:
+def redis_for_demo(
+    env: Mapping[str, str] | None = None, local: str = "redis://127.0.0.1:6379/0"
+) -> Iterator[tuple[str, str]]:
     """Yield (url, where) for a Redis the demo may use."""
     env = os.environ if env is None else env
     if env.get("REDIS_URL"):
         yield env["REDIS_URL"], "REDIS_URL"
         return
-    local = "redis://127.0.0.1:6379/0"
     if _answers(local):
         yield local, "localhost:6379"
         return

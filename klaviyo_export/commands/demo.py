@@ -128,4 +128,5 @@ def _demo(args: argparse.Namespace) -> int:
             f"{'exactly the valid unique emails' if list_ok else 'NOT the expected emails'}"
         )
         print("counts match the sample" if actual == expected else f"MISMATCH: expected {expected}")
+        print(f"the segment and the worker's log are in {workdir}")
     return 0 if ok else 1

@@ -296,9 +296,15 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
     print(f"  rejected         {counts['rejected']:>10,}")
     for reason, n in sorted(counts["rejected_by_reason"].items()):
         print(f"    {reason:<14} {n:>10,}")
+    if counts.get("unchanged"):
+        print(f"  unchanged        {counts['unchanged']:>10,}")
     print(f"  submitted        {counts['submitted']:>10,}")
     print(f"  imported         {counts['imported']:>10,}")
     print(f"  failed (Klaviyo) {counts['failed']:>10,}")
+    if counts.get("to_remove"):
+        print(f"  to remove        {counts['to_remove']:>10,}")
+        print(f"  removed          {counts['removed']:>10,}")
+        print(f"  removal failed   {counts['removal_failed']:>10,}")
     batches = summary["batches"]
     print(f"  batches          {batches['done']}/{batches['total']} done")
     if summary["duration_s"] is not None:
