@@ -89,17 +89,20 @@ class BatchPacker:
                 f"row {row_number}: profile is {length:,} bytes, over the {MAX_PROFILE_BYTES:,}"
                 " limit; ProfileMapper rejects such rows before they get here"
             )
-        finished = None
-        if self._items and (
-            len(self._items) >= self.max_profiles or self._size + 1 + length > self.max_bytes
-        ):
+        items = self._items
+        if not items:
+            self._size += length
+        elif len(items) < self.max_profiles and self._size + 1 + length <= self.max_bytes:
+            self._size += 1 + length  # the comma before this profile, and the profile
+        else:
             finished = self._finish()
-        if self._items:
-            self._size += 1  # the comma before this profile
-        self._size += length
-        self._items.append(profile_json)
+            self._size += length
+            self._items.append(profile_json)
+            self._rows.append(row_number)
+            return finished
+        items.append(profile_json)
         self._rows.append(row_number)
-        return finished
+        return None
 
     def flush(self) -> Batch | None:
         """The last, partly filled batch, if any; the packer can be used again after."""

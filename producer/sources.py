@@ -233,36 +233,42 @@ class RowSource:
     def _csv_rows(
         self, reader: _CsvReader, header: tuple[str, ...]
     ) -> Iterator[tuple[int, Record | RowError]]:
+        # The hot path is the inner ``for``: one C-level step of the reader, a
+        # length check and a dict per row. ``end`` is the line the previous
+        # record ended on, for messages about records that span lines.
         width = len(header)
         row = 0
+        end = reader.line_num
         while True:
-            first_line = reader.line_num + 1
             try:
-                fields = next(reader)
-            except StopIteration:
-                return
+                for fields in reader:
+                    row += 1
+                    if len(fields) == width:
+                        yield row, dict(zip(header, fields, strict=False))  # lengths checked
+                    elif fields:
+                        reason = f"expected {width} fields, found {len(fields)}"
+                        if reader.line_num > end + 1:  # a quoted field ran over line ends
+                            reason += (
+                                f" (lines {end + 1}-{reader.line_num}: is a quote unbalanced?)"
+                            )
+                        yield row, RowError(reason)
+                    # else: a blank line, skipped but counted
+                    end = reader.line_num
             except csv.Error as exc:  # bad quoting or a huge field: this record only
                 row += 1
                 reason = f"unreadable CSV record: {exc}"
-                if reader.line_num > first_line:
-                    reason += f" (lines {first_line}-{reader.line_num})"
+                if reader.line_num > end + 1:
+                    reason += f" (lines {end + 1}-{reader.line_num})"
+                end = reader.line_num
                 yield row, RowError(reason)
-                continue
             except UnicodeDecodeError as exc:
                 raise SourceError(
                     f"{self.name}: row {row + 1} is not valid UTF-8: {exc.reason}"
                 ) from exc
             except _READ_ERRORS as exc:
                 raise SourceError(f"cannot read {self.name} past row {row}: {exc}") from exc
-            row += 1
-            if len(fields) == width:
-                yield row, dict(zip(header, fields, strict=False))  # lengths checked above
-            elif fields:
-                reason = f"expected {width} fields, found {len(fields)}"
-                if reader.line_num > first_line:  # a quoted field ran over line ends
-                    reason += f" (lines {first_line}-{reader.line_num}: is a quote unbalanced?)"
-                yield row, RowError(reason)
-            # else: a blank line, skipped but counted
+            else:
+                return
 
     def _jsonl_rows(self, first: str) -> Iterator[tuple[int, Record | RowError]]:
         decode = _JSON.decode
