@@ -30,6 +30,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import redis
@@ -198,6 +200,13 @@ def _py_spy(directory: Path, label: str, pid: int) -> Iterator[None]:
             proc.wait()
 
 
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the producer if the benchmark is cut short while it runs."""
+    if proc.returncode is None and proc.poll() is None:
+        proc.terminate()
+        proc.wait()
+
+
 def _wait_for_workers(broker_url: str, count: int, timeout: float = 60) -> None:
     from celery import Celery
 
@@ -323,6 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
+            stack.callback(_reap, producer)
             if args.py_spy:
                 pids = {"producer": producer.pid, "sandbox": sandbox_pid}
                 pids |= {f"worker{i}": proc.pid for i, proc in enumerate(workers)}
@@ -619,8 +629,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds: every process the benchmark started is stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     result = run(args)
     if args.json:
         print(json.dumps(result, sort_keys=True))
