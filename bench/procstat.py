@@ -9,6 +9,7 @@ mark), so one sample near the end finds the peak even if it was reached early.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,19 +72,30 @@ def descendants(pid: int) -> list[int]:
 
 @dataclass
 class Tree:
-    """A process and its descendants, sampled repeatedly."""
+    """A process and its descendants, sampled repeatedly.
+
+    Finding descendants reads every process's ``stat``, so it is done at the
+    start and then every ``rescan_every`` seconds; a sample in between reads
+    two small files per known process (sampling must not eat the CPU it measures).
+    """
 
     label: str
     root: int
+    rescan_every: float = 5.0
     peak_kb: dict[int, int] = field(default_factory=dict)
     last_cpu: dict[int, float] = field(default_factory=dict)
     baseline_cpu: float = 0.0
+    _pids: list[int] = field(default_factory=list)
+    _scanned: float = float("-inf")
 
     def sample(self) -> float:
         """Sample every live member; returns the tree's CPU seconds so far."""
-        pids = [self.root, *descendants(self.root)]
+        now = time.monotonic()
+        if now - self._scanned >= self.rescan_every:
+            self._pids = [self.root, *descendants(self.root)]
+            self._scanned = now
         live: dict[int, float] = {}
-        for pid in pids:
+        for pid in self._pids:
             got = read(pid)
             if got is None:
                 continue

@@ -102,6 +102,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def calibrate() -> float:
+    """CPU milliseconds of a fixed pure-Python workload: how fast this machine is
+    right now (a shared host's speed drifts; compare runs with similar figures)."""
+    started = time.process_time()
+    table: dict[int, int] = {}
+    for i in range(400_000):
+        table[i & 4095] = table.get(i & 4095, 0) + len(str(i))
+    return round((time.process_time() - started) * 1000, 1)
+
+
 def _cli(env: dict[str, str], *args: str) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "klaviyo_export.cli", *args, "--json"],
@@ -316,6 +326,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for tree in (*trees, sandbox_tree, redis_tree):
                     tree.sample()
 
+            info["calibration_ms_before"] = calibrate()
             wall_start = time.time()
             producer = subprocess.Popen(
                 [
@@ -341,12 +352,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         stack.enter_context(_py_spy(Path(args.py_spy), label, pid))
             # Poll for the producer's exit while sampling the others; wait4
             # then gives its own CPU time and peak RSS.
+            sampled = float("-inf")
             while True:
                 pid, wait_status, usage = os.wait4(producer.pid, os.WNOHANG)
                 if pid:
                     break
-                sample()
-                time.sleep(0.25)
+                if time.monotonic() - sampled >= 0.5:
+                    sample()
+                    sampled = time.monotonic()
+                time.sleep(0.05)
             producer.returncode = os.waitstatus_to_exitcode(wait_status)
             producer_s = time.time() - wall_start
             out, err = producer.communicate()
@@ -361,10 +375,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"run {run_id} not finished after {args.timeout} s")
-                sample()
+                if time.monotonic() - sampled >= 0.5:
+                    sample()
+                    sampled = time.monotonic()
                 time.sleep(0.1)
+            for tree in (*trees, sandbox_tree, redis_tree):
+                tree.rescan_every = 0.0  # a last full look, children included
             sample()
             stats = requests.get(f"{sandbox_url}/_sandbox/stats", timeout=60).json()
+            info["calibration_ms_after"] = calibrate()
             worker_logs = [workdir / f"worker{i}.log" for i in range(args.workers)]
         wall_s = status["finished_at"] - wall_start
         say(f"run {run_id}: {status['status']} in {wall_s:.1f} s")
@@ -542,6 +561,11 @@ def _print_human(result: dict[str, Any]) -> None:
         f"profiles/s after {result['sandbox']['job_queue_seconds']} s queued"
     )
     print(f"  status            {result['status']} (counts match sample: {result['counts_match']})")
+    machine = result["machine"]
+    print(
+        f"  machine           {machine['nproc']} x {machine['cpu_model']}; calibration "
+        f"{machine['calibration_ms_before']} / {machine['calibration_ms_after']} ms (lower: faster)"
+    )
     print(f"  wall time         {result['wall_s']:.1f} s (producer {result['producer_s']:.1f} s)")
     print(f"  throughput        {result['profiles_per_s']:,.0f} profiles/s")
     print(

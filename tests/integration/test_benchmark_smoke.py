@@ -87,6 +87,8 @@ def test_every_measure_is_present_and_sane(result: dict[str, Any]) -> None:
     assert bound["seconds"] >= bound["job_seconds"] > 0
     assert result["ratio_to_lower_bound"] > 0
     assert result["machine"]["nproc"] >= 1
+    assert result["machine"]["calibration_ms_before"] > 0
+    assert result["machine"]["calibration_ms_after"] > 0
     log = result["worker_log"]
     assert log["retries"]["job submitted"] == result["batches"]["total"]
     assert 0 <= log["first_job_submitted_s"] <= log["last_job_submitted_s"] <= result["wall_s"]
