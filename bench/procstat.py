@@ -45,9 +45,9 @@ def read(pid: int) -> ProcSample | None:
     return ProcSample(pid, int(fields[1]), name, ticks / CLOCK_TICKS, hwm)
 
 
-def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid``."""
-    found = []
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process (one pass over ``/proc``)."""
+    parents: dict[int, int] = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
@@ -55,16 +55,24 @@ def children_of(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
+        parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    return parents
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid``."""
+    return [child for child, parent in _parents().items() if parent == pid]
 
 
 def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid``, from one pass over ``/proc`` however deep the tree."""
+    by_parent: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        by_parent.setdefault(parent, []).append(child)
     out: list[int] = []
     stack = [pid]
     while stack:
-        for child in children_of(stack.pop()):
+        for child in by_parent.get(stack.pop(), ()):
             out.append(child)
             stack.append(child)
     return out
