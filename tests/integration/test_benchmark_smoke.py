@@ -67,6 +67,9 @@ def test_every_measure_is_present_and_sane(result: dict[str, Any]) -> None:
     for name in ("wall_s", "producer_s", "profiles_per_s", "generation_s"):
         assert result[name] > 0, name
     assert result["producer_s"] <= result["wall_s"]
+    assert 0 < result["uploads_s"] < result["wall_s"]
+    uploads_ratio = result["uploads_s"] / result["lower_bound"]["seconds"]
+    assert result["uploads_ratio_to_lower_bound"] == pytest.approx(uploads_ratio, abs=0.02)
     assert result["workers"] == 2
     for component in ("producer", "workers", "sandbox", "redis"):
         assert result["cpu_s"][component] >= 0, component
