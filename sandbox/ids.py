@@ -4,7 +4,7 @@
   like a ULID (``01GDDKASAP8TKDDA2GRZDSVP4H``): 10 characters of milliseconds,
   then 64 random bits as 16 hex digits (hex digits are Crockford characters,
   so the id parses as a ULID; it just uses 64 of the 80 random bits). A
-  10,000-profile job needs 10,000 ids, and ``format(bits, "016X")`` is several
+  10,000-profile job needs 10,000 ids, and ``"%016X" % bits`` is several
   times cheaper than base32-encoding 80 bits in Python;
 * lists: six letters and digits (``Y6nRLr``); accounts: six as well (the
   account id doubles as the public API key, as in Klaviyo);
@@ -55,7 +55,9 @@ class IdFactory:
         if instant != self._prefix_instant:  # a job's rows share one reading
             self._prefix_instant = instant
             self._time_prefix(instant)
-        return self._prefix + format(self._rng.getrandbits(64), "016X")
+        # Printf-style formatting is the cheapest way to 16 hex digits (about
+        # half the time of format(); the id is made once per new profile).
+        return self._prefix + "%016X" % self._rng.getrandbits(64)  # noqa: UP031
 
     def short(self) -> str:
         """A six-character alphanumeric id (lists, accounts)."""
