@@ -29,7 +29,14 @@ log = logging.getLogger(__name__)
 def _or_retry(
     task: Task, work: Callable[[Context, str, int], dict[str, Any]], run_id: str, part: int
 ) -> dict[str, Any]:
-    """Do ``work``; a ``RetryLater`` hands the message back with a capped countdown."""
+    """Do ``work``; a ``RetryLater`` hands the message back with a capped countdown.
+
+    The retry is raised after the ``except`` block, not in it: raised inside, the
+    ``Retry`` would carry the ``RetryLater`` as its context, and with it the
+    traceback's frames and the batch they hold (megabytes). Celery keeps the
+    ``Retry`` in a reference cycle, so each batch then lived until the cyclic
+    GC ran: a pool process grew to 580 MB over a 5M-profile run.
+    """
     try:
         return work(context(), run_id, part)
     except upload.RetryLater as wait:
@@ -37,7 +44,7 @@ def _or_retry(
         log.info(
             "%s run %s part %s: %s; again in %.1fs", task.name, run_id, part, wait.reason, countdown
         )
-        raise task.retry(countdown=countdown) from None
+    raise task.retry(countdown=countdown)
 
 
 @app.task(name=names.UPLOAD_BATCH, bind=True, max_retries=None, acks_late=True)
