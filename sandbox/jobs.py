@@ -382,11 +382,10 @@ class JobProcessor:
         """Apply rows ``job.processed`` to ``due``; the per-profile hot loop."""
         upsert = self.store.upsert
         row_problem = self._row_problem
-        seen = job._seen
-        profile_ids = job.profile_ids
-        indexes = [record.members for record in job.lists]
-        added = False
-        completed = 0
+        # Ids of the applied rows, in order: the job's profiles and list
+        # memberships are added from it in bulk after the loop (nothing in the
+        # loop reads them).
+        done: list[str] = []
         for index in range(job.processed, due):
             row = rows[index]
             attributes: dict[str, Any] = row["attributes"]
@@ -402,14 +401,17 @@ class JobProcessor:
             except RowError as exc:
                 self._fail(job, str(exc), f"{_ROWS}/{index}", row)
                 continue
-            completed += 1
-            if pid not in seen:
-                seen.add(pid)
-                profile_ids.append(pid)
-            for members in indexes:
-                added = members.add(pid, now) or added
-        job.completed += completed
+            done.append(pid)
+        job.completed += len(done)
         job.processed = due
+        seen = job._seen
+        fresh = [pid for pid in dict.fromkeys(done) if pid not in seen]
+        seen.update(fresh)
+        job.profile_ids.extend(fresh)
+        added = False
+        for record in job.lists:
+            if record.members.add_many(done, now):
+                added = True
         if added:
             for record in job.lists:
                 record.updated = now

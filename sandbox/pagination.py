@@ -30,7 +30,8 @@ from __future__ import annotations
 import base64
 import binascii
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
 
@@ -84,6 +85,16 @@ class Chunked(Sequence[T]):
             self._full.append(tuple(self._tail))
             self._tail = []
 
+    def extend(self, items: Iterable[T]) -> None:
+        """Append ``items`` in order: the same chunks as one append each, without a call each."""
+        tail = self._tail
+        tail.extend(items)
+        size = self.CHUNK
+        whole = len(tail) - len(tail) % size
+        if whole:
+            self._full.extend(tuple(tail[first : first + size]) for first in range(0, whole, size))
+            self._tail = tail[whole:]
+
     @overload
     def __getitem__(self, index: int) -> T: ...
 
@@ -136,6 +147,23 @@ class OrderedIndex:
         self._next += 1
         self._keys.append(key)
         self._times.append(when)
+        return True
+
+    def add_many(self, keys: Iterable[str], when: float) -> bool:
+        """:meth:`add` each of ``keys`` in order; True if any was added.
+
+        A bulk import job adds thousands of members at once; this does it
+        with a few C-level calls instead of several Python calls a key.
+        """
+        seq = self._seq
+        fresh = [key for key in dict.fromkeys(keys) if key not in seq]
+        if not fresh:
+            return False
+        start = self._next
+        seq.update(zip(fresh, range(start, start + len(fresh)), strict=True))
+        self._next = start + len(fresh)
+        self._keys.extend(fresh)
+        self._times.extend(repeat(when, len(fresh)))
         return True
 
     def discard(self, key: str) -> bool:

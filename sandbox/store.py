@@ -236,12 +236,16 @@ class Store:
 
 
 def _extra_update(attributes: dict[str, Any]) -> dict[str, Any] | None:
-    """The non-null, non-identifier attributes (nulls inside dict attributes dropped)."""
-    update = {
-        name: value
-        for name, value in attributes.items()
-        if value is not None and name not in _IDENTIFIERS
-    }
+    """The non-null, non-identifier attributes (nulls inside dict attributes dropped).
+
+    Runs once per imported row: a C-level copy and deletes cost less than a
+    comprehension over every attribute, and rows rarely hold nulls.
+    """
+    update = attributes.copy()
+    for name in _IDENTIFIERS.intersection(attributes):
+        del update[name]
+    if None in update.values():
+        update = {name: value for name, value in update.items() if value is not None}
     if not update:
         return None
     for name in MERGED_DICT_ATTRIBUTES:

@@ -96,6 +96,41 @@ def test_chunked_behaves_like_a_list() -> None:
     )
 
 
+def test_chunked_extend_makes_the_same_chunks_as_appends() -> None:
+    one_by_one: Chunked[int] = Chunked()
+    in_bulk: Chunked[int] = Chunked()
+    number = 0
+    for size in (0, 3, Chunked.CHUNK - 3, 1, Chunked.CHUNK * 2 + 7, 5, Chunked.CHUNK):
+        batch = list(range(number, number + size))
+        number += size
+        for item in batch:
+            one_by_one.append(item)
+        in_bulk.extend(batch)
+        assert in_bulk._full == one_by_one._full
+        assert in_bulk._tail == one_by_one._tail
+        assert all(type(chunk) is tuple and len(chunk) == Chunked.CHUNK for chunk in in_bulk._full)
+
+
+def test_index_add_many_is_add_in_order() -> None:
+    one_by_one, in_bulk = OrderedIndex(), OrderedIndex()
+    for index in (one_by_one, in_bulk):
+        index.add("a", 1.0)
+        index.add("b", 1.0)
+        index.discard("b")
+    keys = ["c", "a", "b", "c", "d", "b"] + [f"k{i}" for i in range(Chunked.CHUNK)]
+    expected = [one_by_one.add(key, 2.0) for key in keys]
+    assert in_bulk.add_many(keys, 2.0) is any(expected)
+    assert in_bulk.add_many(["a", "c"], 3.0) is False
+    assert list(in_bulk) == list(one_by_one)
+    assert [in_bulk.seq(key) for key in in_bulk] == [one_by_one.seq(key) for key in one_by_one]
+    times = [in_bulk.added_at(key) for key in in_bulk]
+    assert times == [1.0, 2.0, 2.0, 2.0, *([2.0] * Chunked.CHUNK)]
+    assert in_bulk.page(0, 10_000) == one_by_one.page(0, 10_000)
+    in_bulk.add("z", 4.0)
+    one_by_one.add("z", 4.0)
+    assert in_bulk.page(0, 10_000) == one_by_one.page(0, 10_000)
+
+
 def test_page_sorted_and_page_list() -> None:
     items = [(2, "a"), (5, "b"), (9, "c")]
     assert page_sorted(items, 0, 2) == (["a", "b"], 9)
