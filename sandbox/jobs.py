@@ -40,9 +40,7 @@ left null (Klaviyo does not document when job results expire).
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
 import re
 import threading
 import time
@@ -155,17 +153,12 @@ def _check_profile_sizes(rows: list[Any], body_size: int) -> None:
 
     Encoding 10,000 profiles one by one costs more than the rest of the
     validation, so rows are encoded in chunks expected to be well under the
-    limit; only a chunk that is over it is looked at row by row. Before a
-    chunk is encoded, :func:`_surely_small` tries the cheaper proof that
-    encoding it would find nothing; a chunk it cannot clear is checked
-    exactly as before, so every body gets the same answer either way.
+    limit; only a chunk that is over it is looked at row by row.
     """
     encode = _COMPACT.encode
     chunk = max(1, MAX_PROFILE_BYTES * len(rows) // (2 * body_size))
     for first in range(0, len(rows), chunk):
         part = rows[first : first + chunk]
-        if _surely_small(part):
-            continue
         if len(part) > 1 and _utf8_size(encode(part)) <= MAX_PROFILE_BYTES:
             continue
         for offset, row in enumerate(part):
@@ -175,49 +168,6 @@ def _check_profile_sizes(rows: list[Any], body_size: int) -> None:
                     f"A profile may be at most {MAX_PROFILE_BYTES} bytes; this one is {size}.",
                     f"{_ROWS}/{first + offset}",
                 )
-
-
-# A pickle at most this big holds no profile whose compact JSON could be over the limit.
-_PICKLE_BOUND = MAX_PROFILE_BYTES // 6
-# Bytes that UTF-8 with "surrogatepass" (what pickle falls back to) gives a lone surrogate.
-_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
-
-
-def _surely_small(part: list[Any]) -> bool:
-    """True only if encoding ``part`` (parsed JSON) would find no problem.
-
-    Pickling (protocol 5, fast mode: no memo, so no back-references) costs
-    about a third of JSON encoding, and a value's compact JSON in UTF-8 is at
-    most 6 times its pickle: a string's pickle is its UTF-8 bytes plus a header of 2 to 9
-    bytes, and the JSON escape of a character is at most 6 times its UTF-8
-    length (``\\u001f`` for one control byte); ``false`` is 5 bytes for a
-    1-byte opcode; a number, ``null``, ``true`` and the brackets, colons and
-    commas are covered by their opcodes and the headers of the keys. So a
-    run of rows whose pickle is at most :data:`_PICKLE_BOUND` holds no row
-    over :data:`MAX_PROFILE_BYTES`; rows are pickled in runs small enough for
-    that. A lone surrogate (``"\\ud800"``) cannot be encoded to UTF-8, so
-    the exact check fails on it; pickle writes it as ``ED A0``..``ED BF``, and
-    any such byte pair (even a chance one in a binary length) answers False.
-    """
-    if not part:
-        return True
-    output = io.BytesIO()
-    try:
-        pickler = pickle.Pickler(output, protocol=5)
-        pickler.fast = True
-        # ``part`` is sized for about half the limit in JSON, which is about
-        # as long as its pickle: an eighth of it is near a third of the bound.
-        step = max(1, len(part) // 8)
-        start = 0
-        for first in range(0, len(part), step):
-            pickler.dump(part[first : first + step])
-            end = output.tell()
-            if end - start > _PICKLE_BOUND:
-                return False
-            start = end
-    except (AttributeError, ValueError, RecursionError, pickle.PicklingError):
-        return False  # no fast mode, or too deeply nested: let the exact check decide
-    return _ENCODED_SURROGATE.search(output.getbuffer()) is None
 
 
 def _utf8_size(text: str) -> int:

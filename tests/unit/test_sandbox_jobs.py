@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +16,6 @@ from sandbox.jobs import (
     MAX_PROFILES_PER_JOB,
     ImportRequest,
     JobProcessor,
-    _surely_small,
     validate_import_body,
 )
 from sandbox.store import Account, Profile, Store
@@ -118,41 +116,6 @@ def test_a_profile_over_100_kb_is_refused_with_its_index() -> None:
     assert error.pointer == "/data/attributes/profiles/data/3000"
     just_fits = row("fit@x.com", properties={"blob": "a" * (MAX_PROFILE_BYTES - 200)})
     validate_import_body(body(*small, just_fits), 400_000)
-
-
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
-
-
-@pytest.mark.parametrize(
-    "properties",
-    [
-        {"escaped": "\x01" * (MAX_PROFILE_BYTES // 6)},  # 6 JSON bytes for 1 pickled byte
-        {"falses": [False] * (MAX_PROFILE_BYTES // 6)},  # 6 for 1, with the comma
-        {"quotes": '"' * (MAX_PROFILE_BYTES // 2)},
-        {"astral": "\U0001f600" * (MAX_PROFILE_BYTES // 4)},
-        {"nulls": {f"k{i}": None for i in range(MAX_PROFILE_BYTES // 10)}},
-    ],
-    ids=["control", "false", "quote", "astral", "null"],
-)
-def test_profiles_cheap_to_pickle_but_large_in_json_are_still_measured(
-    properties: dict[str, Any],
-) -> None:
-    """The pickle-size shortcut must never let a profile over the limit through."""
-    small = [row(f"u{i}@x.com") for i in range(2000)]
-    big = row("big@x.com", properties=properties)
-    size = _json_size(big)
-    assert size > MAX_PROFILE_BYTES
-    error = refusal(body(*small, big), 10 * MAX_PROFILE_BYTES)
-    assert error.pointer == "/data/attributes/profiles/data/2000"
-    assert error.detail.endswith(f"this one is {size}.")
-
-
-def test_the_pickle_shortcut_clears_ordinary_rows_and_no_lone_surrogate() -> None:
-    ordinary = [row(f"u{i}@x.com", first_name=f"N{i}", properties={"s": i}) for i in range(300)]
-    assert _surely_small(ordinary)
-    # A lone surrogate cannot be encoded in UTF-8: only the exact check may decide.
-    assert not _surely_small([*ordinary, row("a@x.com", first_name="\ud800")])
 
 
 class Harness:
