@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -117,7 +117,12 @@ def redis_for_demo(
         yield url, f"embedded redis-server at {url}"
 
 
-def worker_command(concurrency: int, name: str, loglevel: str = "warning") -> list[str]:
+def worker_command(
+    concurrency: int,
+    name: str,
+    loglevel: str = "warning",
+    queues: Sequence[str] = tasks.WORKER_QUEUES,
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -132,7 +137,7 @@ def worker_command(concurrency: int, name: str, loglevel: str = "warning") -> li
         "-l",
         loglevel,
         "-Q",
-        f"{tasks.UPLOADS_QUEUE},{tasks.CONTROL_QUEUE}",
+        ",".join(queues),
         "--without-gossip",
         "--without-mingle",
     ]
@@ -145,8 +150,10 @@ def celery_workers(
     concurrency: int = 2,
     log_dir: Path | None = None,
     loglevel: str = "warning",
+    queues: Sequence[str] = tasks.WORKER_QUEUES,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``count`` worker processes; stop them (warm, then cold) on exit."""
+    """Start ``count`` worker processes consuming ``queues``; stop them (warm,
+    then cold) on exit."""
     procs = []
     logs = []
     try:
@@ -156,7 +163,7 @@ def celery_workers(
                 logs.append(log)
             procs.append(
                 subprocess.Popen(
-                    worker_command(concurrency, f"w{i}-{os.getpid()}@%h", loglevel),
+                    worker_command(concurrency, f"w{i}-{os.getpid()}@%h", loglevel, queues),
                     env=dict(env),
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -3,7 +3,8 @@
 The producer sends tasks by name only; it never imports the worker package.
 
 - ``UPLOAD_BATCH(run_id, batch)`` on ``UPLOADS_QUEUE``: upload one stored batch
-  and follow its Klaviyo job; returns a ``BatchResult``.
+  and follow its Klaviyo job; returns a ``BatchResult``. Once the job is
+  submitted, the task's retries (polls of the job) go to ``POLLS_QUEUE``.
 - ``FINALIZE_RUN(results, run_id)`` on ``CONTROL_QUEUE``: the chord's body.
 - ``RUN_FAILED(request, exc, traceback, run_id)`` on ``CONTROL_QUEUE``: the
   chord's errback, for a header task that raised instead of returning.
@@ -28,7 +29,11 @@ Each is durable, on its own durable direct exchange of the same name, with
 the routing key = its name; bodies are UTF-8 JSON (``application/json``).
 
 Uploads and control work travel on separate queues so that a backlog of
-rate-limited uploads never delays the finalisation of a run.
+rate-limited uploads never delays the finalisation of a run. Polls have their
+own queue for the same reason: a retry goes to the back of its queue, and on
+``UPLOADS_QUEUE`` a job submitted early waited behind every batch not yet
+sent (a 2M-profile run's first polls came 46 s late). Every worker that
+consumes ``UPLOADS_QUEUE`` must consume ``POLLS_QUEUE`` too.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ REMOVE_MEMBERS: Final = "kx.remove_members"
 FINALIZE_REMOVALS: Final = "kx.finalize_removals"
 
 UPLOADS_QUEUE: Final = "kx.uploads"
+POLLS_QUEUE: Final = "kx.polls"
 CONTROL_QUEUE: Final = "kx.control"
 REQUESTS_QUEUE: Final = "kx.requests"
 DEAD_LETTER_QUEUE: Final = "kx.requests.dead"
@@ -63,15 +69,18 @@ ROUTES: Final = {
 }
 
 
-def queues() -> tuple[Queue, Queue]:
-    """Both queues, each on its own direct exchange with its own routing key.
+WORKER_QUEUES: Final = (UPLOADS_QUEUE, POLLS_QUEUE, CONTROL_QUEUE)
+"""What a worker consumes (``celery worker -Q kx.uploads,kx.polls,kx.control``)."""
+
+
+def queues() -> tuple[Queue, ...]:
+    """The task queues, each on its own direct exchange with its own routing key.
 
     Spelled out because Celery binds a bare ``Queue(name)`` to the default
     exchange and key, and two such queues would both receive every message.
     """
-    return tuple(  # type: ignore[return-value]
-        Queue(name, Exchange(name, type="direct"), routing_key=name)
-        for name in (UPLOADS_QUEUE, CONTROL_QUEUE)
+    return tuple(
+        Queue(name, Exchange(name, type="direct"), routing_key=name) for name in WORKER_QUEUES
     )
 
 

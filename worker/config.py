@@ -19,8 +19,8 @@ Read by ``worker.celery_app``; every URL comes from ``klaviyo_export.settings``.
   ``KLAVIYO_EXPORT_WATCHDOG_SECONDS``, and the schedule tick
   (``worker.schedules``) every minute; run ``celery -A worker beat`` once per
   deployment (a second beat sends no second request: minutes are claimed).
-- Queues: uploads and control apart (see ``schemas.tasks``); a plain
-  ``celery -A worker worker`` consumes both.
+- Queues: uploads, polls and control apart (see ``schemas.tasks``); a plain
+  ``celery -A worker worker`` consumes all three.
 """
 
 from __future__ import annotations

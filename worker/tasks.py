@@ -41,10 +41,11 @@ def _or_retry(
         return work(context(), run_id, part)
     except upload.RetryLater as wait:
         countdown = min(wait.countdown, max_countdown(context().settings))
+        queue = names.POLLS_QUEUE if wait.polling else None  # None: where it came from
         log.info(
             "%s run %s part %s: %s; again in %.1fs", task.name, run_id, part, wait.reason, countdown
         )
-    raise task.retry(countdown=countdown)
+    raise task.retry(countdown=countdown, queue=queue)
 
 
 @app.task(name=names.UPLOAD_BATCH, bind=True, max_retries=None, acks_late=True)

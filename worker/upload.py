@@ -45,12 +45,17 @@ MAX_RATE_SLEEP: Final = 1.0
 
 
 class RetryLater(Exception):
-    """Hand the batch back to the queue for ``countdown`` seconds."""
+    """Hand the batch back to the queue for ``countdown`` seconds.
 
-    def __init__(self, countdown: float, reason: str) -> None:
+    ``polling``: Klaviyo has the batch's job, so the retry follows it up and
+    goes to ``POLLS_QUEUE`` rather than behind every batch not yet sent.
+    """
+
+    def __init__(self, countdown: float, reason: str, polling: bool = False) -> None:
         super().__init__(reason)
         self.countdown = countdown
         self.reason = reason
+        self.polling = polling
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,11 @@ def upload_batch(ctx: Context, run_id: str, number: int) -> dict[str, Any]:
         return _fail_all(runs, batch, "not_sent", detail, status="cancelled")
     quota = Quota(RateLimiter(ctx.redis, ctx.settings.rate_headroom), account_key(connection))
     client = ctx.klaviyo(connection.id, before_request=quota.before_request)
-    return _advance(runs, client, quota, batch, list_id)
+    try:
+        return _advance(runs, client, quota, batch, list_id)
+    except RetryLater as wait:
+        wait.polling = wait.polling or submitted
+        raise
 
 
 def fail_lost_batch(ctx: Context, run_id: str, number: int, reason: str) -> None:
@@ -150,7 +159,7 @@ def _advance(
             runs.set_batch_state(
                 batch.run_id, batch.number, job_id=job.id, submitted_at=repr(time.time()), polls=0
             )
-            raise RetryLater(poll_delay(0), "job submitted")
+            raise RetryLater(poll_delay(0), "job submitted", polling=True)
         job = client.get_bulk_import_job(job_id)
         if not job.done:
             polls = int(state.get("polls", 0)) + 1

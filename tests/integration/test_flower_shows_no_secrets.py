@@ -170,7 +170,7 @@ def test_api_lists_the_workers(watched: Watched) -> None:
         (name,) = [n for n in workers if n.startswith(f"w{i}-{os.getpid()}@")]
         assert workers[name]["stats"]["pool"]["max-concurrency"] == 2
         queues = {queue["name"] for queue in workers[name]["active_queues"]}
-        assert queues == {tasks.UPLOADS_QUEUE, tasks.CONTROL_QUEUE}
+        assert queues == set(tasks.WORKER_QUEUES)
 
 
 def test_the_export_s_tasks_succeeded(watched: Watched) -> None:

@@ -11,7 +11,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from klaviyo_export.context import Context
 from klaviyo_export.secrets import generate_key
 from klaviyo_export.services import celery_beat, celery_workers
 from sandbox import SandboxConfig, SandboxServer
+from schemas import tasks
 
 LIST_ID = "TeSt01"
 OTHER_LIST_ID = "TeSt02"
@@ -121,6 +122,7 @@ def pipeline(
     env: dict[str, str] | None = None,
     loglevel: str = "info",
     beat: bool = False,
+    queues: Sequence[str] = tasks.WORKER_QUEUES,
     **sandbox_options: Any,
 ) -> Iterator[Pipeline]:
     api_key = "pk_" + secrets.token_hex(17)
@@ -141,7 +143,12 @@ def pipeline(
         }
         with (
             celery_workers(
-                full_env, count=workers, concurrency=concurrency, log_dir=tmp, loglevel=loglevel
+                full_env,
+                count=workers,
+                concurrency=concurrency,
+                log_dir=tmp,
+                loglevel=loglevel,
+                queues=queues,
             ) as procs,
             celery_beat(full_env, tmp) if beat else nullcontext(),
         ):

@@ -226,7 +226,7 @@ def test_workers_consume_every_queue_tasks_are_routed_to() -> None:
     (args,) = [a for s, a in invocations("celery") if s == "worker"]
     queues = set((option(args, "-Q", "--queues") or "").split(","))
     routed = {route["queue"] for route in tasks.ROUTES.values()}
-    assert queues == {tasks.UPLOADS_QUEUE, tasks.CONTROL_QUEUE} >= routed
+    assert queues == set(tasks.WORKER_QUEUES) >= routed | {tasks.POLLS_QUEUE}
 
 
 def test_the_worker_service_scales() -> None:

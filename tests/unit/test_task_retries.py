@@ -1,4 +1,4 @@
-"""A task put back with a countdown lets go of the batch it was handling at once.
+"""How a task is put back: to which queue, and holding nothing it no longer needs.
 
 Celery keeps the ``Retry`` a task raises in a reference cycle (the tracer's
 exception info and its frames), freed only when the cyclic GC runs, which
@@ -18,6 +18,7 @@ import pytest
 from celery.exceptions import Retry
 
 from klaviyo_export.settings import Settings
+from schemas.tasks import POLLS_QUEUE
 from worker import tasks, upload
 
 
@@ -28,7 +29,11 @@ class Payload:
 class FakeTask:
     name = "kx.upload_batch"
 
-    def retry(self, countdown: float) -> Retry:
+    def __init__(self) -> None:
+        self.queues: list[str | None] = []
+
+    def retry(self, countdown: float, queue: str | None = None) -> Retry:
+        self.queues.append(queue)
         return Retry("again", when=countdown)
 
 
@@ -66,3 +71,16 @@ def test_the_countdown_is_capped(no_cyclic_gc: None) -> None:
     with pytest.raises(Retry) as raised:
         tasks._or_retry(FakeTask(), work, "r_1", 0)
     assert raised.value.when == min(300, Settings.from_env().visibility_timeout // 3)
+
+
+@pytest.mark.parametrize(("polling", "queue"), [(True, POLLS_QUEUE), (False, None)])
+def test_a_poll_goes_to_the_polls_queue(no_cyclic_gc: None, polling: bool, queue: str) -> None:
+    """None: Celery sends the retry back where the message came from."""
+    task = FakeTask()
+
+    def work(ctx: Any, run_id: str, part: int) -> dict[str, Any]:
+        raise upload.RetryLater(1.0, "job processing", polling=polling)
+
+    with pytest.raises(Retry):
+        tasks._or_retry(task, work, "r_1", 0)
+    assert task.queues == [queue]
