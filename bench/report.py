@@ -51,15 +51,8 @@ def report(
 ) -> dict[str, Any]:
     rows = makeup.rows
     uploads_s = status["finished_at"] - (status["started_at"] or wall_start)
-    counts = {k: status["counts"][k] for k in ("rows_read", "rejected", "submitted")}
-    counts |= {k: status["counts"][k] for k in ("imported", "failed")}
-    expected = {
-        "rows_read": makeup.rows,
-        "rejected": makeup.rejected,
-        "submitted": makeup.valid,
-        "imported": makeup.imported,
-        "failed": makeup.klaviyo_fails,
-    }
+    expected = makeup.expected_counts()
+    counts = {k: status["counts"][k] for k in expected}
     jobs = status["batches"]["total"]
     job_seconds = args.sandbox_queue_seconds + JOB_PROFILES / args.sandbox_speed
     bound = lower_bound(jobs, job_seconds)

@@ -39,6 +39,16 @@ class SampleMakeup:
     def imported(self) -> int:
         return self.valid - self.klaviyo_fails
 
+    def expected_counts(self) -> dict[str, int]:
+        """The run counts an export of this sample must report."""
+        return {
+            "rows_read": self.rows,
+            "rejected": self.rejected,
+            "submitted": self.valid,
+            "imported": self.imported,
+            "failed": self.klaviyo_fails,
+        }
+
 
 def _rows(n: int, seed: int, makeup: SampleMakeup, keep_emails: bool) -> Iterator[tuple[str, ...]]:
     rng = random.Random(seed)
