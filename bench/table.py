@@ -74,16 +74,25 @@ def markdown(rows: Iterable[list[str]]) -> str:
     return "\n".join(lines)
 
 
+WORST_OF = frozenset({"max_1s", "max_60s", "throttled_429"})
+"""Figures that say whether Klaviyo's limits held: the medians table shows the worst run's."""
+
+
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """A result whose every number is the median of that number over ``runs``
-    (lists, such as a worker's children, element by element)."""
+    (lists, such as a worker's children, element by element), except the
+    limit figures (:data:`WORST_OF`), which are the largest."""
 
-    def merge(values: list[Any]) -> Any:
+    def merge(values: list[Any], key: str = "") -> Any:
         first = values[0]
         if isinstance(first, dict):
-            return {k: merge([v[k] for v in values if k in v]) for k in first}
+            return {k: merge([v[k] for v in values if k in v], k) for k in first}
+        if key in WORST_OF:
+            return max(values)
         if isinstance(first, list) and all(len(v) == len(first) for v in values):
             return [merge([v[i] for v in values]) for i in range(len(first))]
+        if all(type(v) is int for v in values):
+            return statistics.median_low(values)  # counts stay whole
         if isinstance(first, int | float) and not isinstance(first, bool):
             return statistics.median(values)
         return first

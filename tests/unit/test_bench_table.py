@@ -62,6 +62,22 @@ def test_medians_group_by_setting() -> None:
     assert rows[1][0] == "1,000,000 (1 run)"
 
 
+def test_the_median_of_an_even_number_of_counts_is_a_count() -> None:
+    merged = median_of([result(40.0, 15.0), result(50.0, 17.0)])
+    assert merged["profiles"] == 1_000_000
+    assert type(merged["workers"]) is int
+    assert merged["wall_s"] == 45.0
+
+
+def test_the_limit_figures_are_the_worst_run_s() -> None:
+    runs = [result(40.0, 15.0), result(50.0, 17.0), result(44.0, 16.0)]
+    runs[2]["http"]["busiest_windows"]["bulk_import_profiles"]["max_1s"] = 10
+    runs[0]["http"]["throttled_429"] = 1
+    merged = median_of(runs)
+    assert merged["http"]["busiest_windows"]["bulk_import_profiles"]["max_1s"] == 10
+    assert merged["http"]["throttled_429"] == 1
+
+
 def test_median_of_leaves_text_and_takes_lists_element_by_element() -> None:
     a, b, c = result(40.0, 15.0), result(50.0, 17.0), result(44.0, 16.0)
     c = copy.deepcopy(c)
