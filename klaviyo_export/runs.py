@@ -225,7 +225,13 @@ class Runs:
                     keys.run(run_id),
                     keys.run_removals(run_id, chunk),
                 ],
-                args=[chunk, json.dumps({"removed": removed, "failed": failed}), removed, failed],
+                args=[
+                    chunk,
+                    json.dumps({"removed": removed, "failed": failed}),
+                    removed,
+                    failed,
+                    repr(time.time()),
+                ],
             )
         )
 
@@ -421,11 +427,19 @@ class Runs:
         done = {int(text(n)) for n in self.redis.hkeys(keys.run_batch_results(run_id))}
         return [n for n in range(total) if n not in done]
 
+    def missing_removal_chunks(self, run_id: str) -> list[int]:
+        """A removing run's chunks without a result yet."""
+        total = self.removal_chunks(run_id)
+        done = {int(text(n)) for n in self.redis.hkeys(keys.run_removal_results(run_id))}
+        return [n for n in range(total) if n not in done]
+
     def touch(self, run_id: str) -> None:
         self.redis.hset(keys.run(run_id), "updated_at", repr(time.time()))
 
-    def count_resend(self, run_id: str) -> int:
-        return int(self.redis.hincrby(keys.run(run_id), "watchdog_resends", 1))
+    def count_resend(self, run_id: str, stage: str = "running") -> int:
+        """One more watchdog resend round for the run's ``stage``; how many so far."""
+        field = "watchdog_resends" if stage == "running" else f"watchdog_resends_{stage}"
+        return int(self.redis.hincrby(keys.run(run_id), field, 1))
 
     def rejected_rows(self, run_id: str) -> list[dict[str, Any]]:
         return [json.loads(r) for r in self.redis.lrange(keys.run_rejected(run_id), 0, -1)]

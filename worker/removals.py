@@ -11,6 +11,7 @@ counts once.
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
@@ -21,6 +22,8 @@ from klaviyo_export.state import ExportState
 from schemas import keys
 from worker.ratelimit import RateLimiter
 from worker.upload import MAX_TRANSIENT_ATTEMPTS, Quota, RetryLater, account_key, backoff
+
+log = logging.getLogger(__name__)
 
 
 def remove_members(ctx: Context, run_id: str, chunk: int) -> dict[str, Any]:
@@ -55,6 +58,14 @@ def remove_members(ctx: Context, run_id: str, chunk: int) -> dict[str, Any]:
         return _record(ctx, run_id, chunk, 0, len(emails), exc.code or "rejected")
     ExportState(ctx.redis, runs.export_id(run_id)).forget(emails)
     return _record(ctx, run_id, chunk, len(emails), 0, "removed")
+
+
+def fail_lost_chunk(ctx: Context, run_id: str, chunk: int, reason: str) -> None:
+    """The watchdog gave up on a chunk: none of its members counts as removed."""
+    emails = ctx.runs.removal_chunk(run_id, chunk)
+    if emails is not None:
+        log.warning("run %s removals %s: %s", run_id, chunk, reason)
+        _record(ctx, run_id, chunk, 0, len(emails), "lost")
 
 
 def _record(

@@ -21,7 +21,7 @@ from worker import removals, schedules, upload
 from worker.celery_app import app
 from worker.config import max_countdown
 from worker.context import context
-from worker.watchdog import sweep
+from worker.watchdog import Stage, sweep
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +104,23 @@ def run_failed(request: Any, exc: Any, traceback: Any, run_id: str, **_: Any) ->
 
 @app.task(name=names.WATCHDOG, acks_late=True)
 def watchdog(**_: Any) -> dict[str, Any]:
-    """Finish runs whose chord never fired; resend batches of stalled runs."""
+    """Do what a lost chord callback would have; resend the parts of stalled runs."""
     ctx = context()
-    outcome = sweep(
-        ctx.runs,
-        resend=lambda run_id, number: upload_batch.apply_async((run_id, number)),
-        fail_batch=partial(upload.fail_lost_batch, ctx),
-        stale_after=ctx.settings.stall_seconds,
-    )
+    stages = {
+        "running": Stage(
+            missing=ctx.runs.missing_batches,
+            resend=lambda run_id, number: upload_batch.apply_async((run_id, number)),
+            fail=partial(upload.fail_lost_batch, ctx),
+            done=lambda run_id: after_adds(ctx, run_id, launch_removals),
+        ),
+        "removing": Stage(
+            missing=ctx.runs.missing_removal_chunks,
+            resend=lambda run_id, chunk: remove_members.apply_async((run_id, chunk)),
+            fail=partial(removals.fail_lost_chunk, ctx),
+            done=ctx.runs.finish,
+        ),
+    }
+    outcome = sweep(ctx.runs, stages, stale_after=ctx.settings.stall_seconds)
     return {"finished": outcome.finished, "resent": outcome.resent, "failed": outcome.failed}
 
 

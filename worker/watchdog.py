@@ -1,18 +1,24 @@
-"""Finish the runs whose chord never fired.
+"""Finish the runs whose chord never fired, at either of a run's two stages.
 
 A chord's callback can be lost: a message dropped by a broker restart, chord
 keys expired in the result backend, a worker killed in the instant between
 taking a message from Redis and recording it as unacknowledged (kombu's Redis
 transport has that window). Every ``KLAVIYO_EXPORT_WATCHDOG_SECONDS`` (Celery
-beat, ``kx.watchdog``) each active run is checked:
+beat, ``kx.watchdog``) each active run is checked, the same way for its
+uploads (``running``: batches) and for a mirror run's removals (``removing``:
+chunks of departed members):
 
-- every batch has its result, yet the run is not final after ``GRACE``
-  seconds: the callback was lost, so finish the run from its record;
-- no batch has finished for ``KLAVIYO_EXPORT_STALL_SECONDS``: send the missing
-  batches again (the upload task is idempotent: a batch already done is a
-  no-op, a job already submitted is followed, not resubmitted);
-- still stale after ``MAX_RESENDS`` such rounds: fail the missing batches,
-  every row of them listed with the reason, and finish the run.
+- every part has its result, yet the run has not moved on after ``GRACE``
+  seconds: the callback was lost, so do what it does (after the uploads, a
+  mirror run goes on to its brake or its removals; otherwise the run ends);
+- no part has finished for ``KLAVIYO_EXPORT_STALL_SECONDS``: send the missing
+  parts again (both tasks are idempotent: a part already done is a no-op, a
+  job already submitted is followed, not resubmitted);
+- still stale after ``MAX_RESENDS`` such rounds: fail the missing parts (every
+  row of a batch listed with the reason; a chunk's members counted as not
+  removed) and end the run.
+
+A run awaiting approval at the brake waits for a person, not for the watchdog.
 """
 
 from __future__ import annotations
@@ -32,6 +38,16 @@ MAX_RESENDS: Final = 3
 
 
 @dataclass(frozen=True)
+class Stage:
+    """What the watchdog does for one stage of a run; each callable takes the run id."""
+
+    missing: Callable[[str], list[int]]  # parts without a result
+    resend: Callable[[str, int], None]
+    fail: Callable[[str, int, str], None]  # a part given up on, with the reason
+    done: Callable[[str], object]  # what the stage's chord callback does
+
+
+@dataclass(frozen=True)
 class Sweep:
     finished: list[str]
     resent: dict[str, list[int]]
@@ -40,37 +56,42 @@ class Sweep:
 
 def sweep(
     runs: Runs,
-    resend: Callable[[str, int], None],
-    fail_batch: Callable[[str, int, str], None],
+    stages: dict[str, Stage],
     stale_after: float,
     now: float | None = None,
     grace: float = GRACE,
 ) -> Sweep:
+    """Check every active run whose status is a key of ``stages`` ("running",
+    "removing"); others (at the brake) are left alone."""
     now = time.time() if now is None else now
     result = Sweep([], {}, [])
     for run_id in runs.active():
-        if runs.status(run_id)["status"] != "running":
-            continue  # a mirror run at its brake or removing: its own stage
+        status = runs.status(run_id)["status"]
+        stage = stages.get(status)
+        if stage is None:
+            continue
         idle = now - runs.updated_at(run_id)
-        missing = runs.missing_batches(run_id)
+        missing = stage.missing(run_id)
         if not missing:
             if idle >= grace:
-                runs.finish(run_id)
-                log.warning("run %s: chord callback lost; finished by the watchdog", run_id)
+                stage.done(run_id)
+                log.warning("run %s: %s callback lost; done by the watchdog", run_id, status)
                 result.finished.append(run_id)
             continue
         if idle < stale_after:
             continue
-        if runs.count_resend(run_id) <= MAX_RESENDS:
+        if runs.count_resend(run_id, status) <= MAX_RESENDS:
             for number in missing:
-                resend(run_id, number)
+                stage.resend(run_id, number)
             runs.touch(run_id)
-            log.warning("run %s: no progress for %.0fs; resent batches %s", run_id, idle, missing)
+            log.warning(
+                "run %s: no progress %s for %.0fs; resent %s", run_id, status, idle, missing
+            )
             result.resent[run_id] = missing
             continue
         reason = f"no result after {MAX_RESENDS} resends (lost by the queue)"
         for number in missing:
-            fail_batch(run_id, number, reason)
+            stage.fail(run_id, number, reason)
         runs.finish(run_id)
         result.failed.append(run_id)
     return result

@@ -1,14 +1,16 @@
-"""The watchdog finishes runs whose chord never fired, and resends stalled batches."""
+"""The watchdog does what a lost chord callback would have, and resends stalled parts,
+for a run's uploads and for a mirror run's removals."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import fakeredis
 import pytest
 
 from klaviyo_export.runs import Runs
-from worker.watchdog import MAX_RESENDS, sweep
+from worker.watchdog import MAX_RESENDS, Stage, Sweep, sweep
 
 
 @pytest.fixture
@@ -44,12 +46,37 @@ def _never(*_: object) -> None:
     raise AssertionError("not expected")
 
 
+def _uploads(
+    runs: Runs,
+    resend: Callable[[str, int], None] = _never,
+    fail: Callable[[str, int, str], None] = _never,
+) -> dict[str, Stage]:
+    return {"running": Stage(runs.missing_batches, resend, fail, runs.finish)}
+
+
+def _removals(
+    runs: Runs,
+    resend: Callable[[str, int], None] = _never,
+    fail: Callable[[str, int, str], None] = _never,
+) -> dict[str, Stage]:
+    return {"removing": Stage(runs.missing_removal_chunks, resend, fail, runs.finish)}
+
+
+def _removing(runs: Runs, members: int) -> str:
+    """A mirror run whose adds are done and whose removals are under way."""
+    run_id = _running(runs, 1)
+    _done(runs, run_id, 0)
+    runs.store_removals(run_id, (f"gone{i}@example.org" for i in range(members)), chunk_size=2)
+    runs.set_stage(run_id, "removing")
+    return run_id
+
+
 def test_a_run_with_every_result_but_no_callback_is_finished(runs: Runs) -> None:
     run_id = _running(runs, 2)
     _done(runs, run_id, 0)
     _done(runs, run_id, 1)
-    assert sweep(runs, _never, _never, 900, now=time.time()).finished == []  # within the grace
-    outcome = sweep(runs, _never, _never, 900, now=time.time() + 60)
+    assert sweep(runs, _uploads(runs), 900, now=time.time()).finished == []  # within the grace
+    outcome = sweep(runs, _uploads(runs), 900, now=time.time() + 60)
     assert outcome.finished == [run_id]
     assert runs.status(run_id)["status"] == "succeeded"
     assert runs.active() == []
@@ -59,7 +86,8 @@ def test_a_stalled_run_gets_its_missing_batches_resent(runs: Runs) -> None:
     run_id = _running(runs, 3)
     _done(runs, run_id, 1)
     sent: list[tuple[str, int]] = []
-    outcome = sweep(runs, lambda r, n: sent.append((r, n)), _never, 900, now=time.time() + 10_000)
+    resend = _uploads(runs, lambda r, n: sent.append((r, n)))
+    outcome = sweep(runs, resend, 900, now=time.time() + 10_000)
     assert sent == [(run_id, 0), (run_id, 2)]
     assert outcome.resent == {run_id: [0, 2]}
     assert runs.status(run_id)["status"] == "running"
@@ -87,11 +115,65 @@ def test_a_run_still_stalled_after_the_resends_fails_its_missing_rows(runs: Runs
 
     for _ in range(MAX_RESENDS):
         runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
-        sweep(runs, lambda *_: None, _never, 900)
+        sweep(runs, _uploads(runs, lambda *_: None), 900)
     runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
-    outcome = sweep(runs, _never, fail, 900)
+    outcome = sweep(runs, _uploads(runs, fail=fail), 900)
     assert outcome.failed == [run_id]
     status = runs.status(run_id)
     assert status["status"] == "partially_succeeded"
     assert status["counts"]["failed"] == 1
     assert runs.failed_rows(run_id)[0]["code"] == "lost"
+
+
+def test_a_removing_run_whose_callback_was_lost_is_finished(runs: Runs) -> None:
+    run_id = _removing(runs, 3)  # chunks of 2 and 1
+    assert runs.record_removal(run_id, 0, 2, 0)
+    assert runs.record_removal(run_id, 1, 1, 0)
+    assert sweep(runs, _uploads(runs), 900, now=time.time() + 60).finished == []  # not its stage
+    outcome = sweep(runs, _removals(runs), 900, now=time.time() + 60)
+    assert outcome.finished == [run_id]
+    status = runs.status(run_id)
+    assert status["status"] == "succeeded"
+    assert status["counts"]["removed"] == 3
+    assert runs.active() == []
+
+
+def test_a_stalled_removing_run_gets_its_missing_chunks_resent(runs: Runs) -> None:
+    run_id = _removing(runs, 5)  # chunks 0, 1, 2
+    assert runs.record_removal(run_id, 1, 2, 0)
+    sent: list[tuple[str, int]] = []
+    stages = _removals(runs, lambda r, n: sent.append((r, n)))
+    assert sweep(runs, stages, 900, now=time.time() + 60).resent == {}  # progress is recent
+    outcome = sweep(runs, stages, 900, now=time.time() + 10_000)
+    assert sent == [(run_id, 0), (run_id, 2)]
+    assert outcome.resent == {run_id: [0, 2]}
+    assert runs.status(run_id)["status"] == "removing"
+
+
+def test_a_removing_run_still_stalled_fails_its_missing_chunks(runs: Runs) -> None:
+    run_id = _removing(runs, 3)
+    assert runs.record_removal(run_id, 0, 2, 0)
+
+    def fail(run: str, chunk: int, reason: str) -> None:
+        emails = runs.removal_chunk(run, chunk)
+        assert emails is not None
+        runs.record_removal(run, chunk, 0, len(emails))
+
+    for _ in range(MAX_RESENDS):
+        runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
+        sweep(runs, _removals(runs, lambda *_: None), 900)
+    runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
+    outcome = sweep(runs, _removals(runs, fail=fail), 900)
+    assert outcome.failed == [run_id]
+    status = runs.status(run_id)
+    assert (status["counts"]["removed"], status["counts"]["removal_failed"]) == (2, 1)
+    assert status["status"] == "partially_succeeded"
+
+
+def test_a_run_at_the_brake_is_left_to_a_person(runs: Runs) -> None:
+    run_id = _removing(runs, 3)
+    runs.set_stage(run_id, "awaiting_approval", "over 20%")
+    stages = {**_uploads(runs), **_removals(runs)}
+    outcome = sweep(runs, stages, 900, now=time.time() + 10_000)
+    assert outcome == Sweep([], {}, [])
+    assert runs.status(run_id)["status"] == "awaiting_approval"
