@@ -225,13 +225,7 @@ class Runs:
                     keys.run(run_id),
                     keys.run_removals(run_id, chunk),
                 ],
-                args=[
-                    chunk,
-                    json.dumps({"removed": removed, "failed": failed}),
-                    removed,
-                    failed,
-                    repr(time.time()),
-                ],
+                args=[chunk, json.dumps({"removed": removed, "failed": failed}), removed, failed],
             )
         )
 
@@ -423,14 +417,15 @@ class Runs:
         return float(text(raw)) if raw else 0.0
 
     def missing_batches(self, run_id: str) -> list[int]:
-        total = int(self.redis.hget(keys.run(run_id), "batches_total") or 0)
-        done = {int(text(n)) for n in self.redis.hkeys(keys.run_batch_results(run_id))}
-        return [n for n in range(total) if n not in done]
+        return self._missing(run_id, "batches_total", keys.run_batch_results(run_id))
 
     def missing_removal_chunks(self, run_id: str) -> list[int]:
         """A removing run's chunks without a result yet."""
-        total = self.removal_chunks(run_id)
-        done = {int(text(n)) for n in self.redis.hkeys(keys.run_removal_results(run_id))}
+        return self._missing(run_id, "removal_chunks", keys.run_removal_results(run_id))
+
+    def _missing(self, run_id: str, total_field: str, results_key: str) -> list[int]:
+        total = int(self.redis.hget(keys.run(run_id), total_field) or 0)
+        done = {int(text(n)) for n in self.redis.hkeys(results_key)}
         return [n for n in range(total) if n not in done]
 
     def touch(self, run_id: str) -> None:
@@ -438,8 +433,7 @@ class Runs:
 
     def count_resend(self, run_id: str, stage: str = "running") -> int:
         """One more watchdog resend round for the run's ``stage``; how many so far."""
-        field = "watchdog_resends" if stage == "running" else f"watchdog_resends_{stage}"
-        return int(self.redis.hincrby(keys.run(run_id), field, 1))
+        return int(self.redis.hincrby(keys.run(run_id), f"watchdog_resends:{stage}", 1))
 
     def rejected_rows(self, run_id: str) -> list[dict[str, Any]]:
         return [json.loads(r) for r in self.redis.lrange(keys.run_rejected(run_id), 0, -1)]

@@ -53,15 +53,16 @@ return 1
 
 # Record one removal chunk's result, once.
 # KEYS[1] removal-results hash, KEYS[2] run hash, KEYS[3] the chunk's email list
-# ARGV[1] chunk number, ARGV[2] result JSON, ARGV[3] removed, ARGV[4] failed,
-# ARGV[5] now (the run's updated_at: the watchdog reads it as progress)
-# Returns 1 if recorded, 0 if this chunk had a result already.
+# ARGV[1] chunk number, ARGV[2] result JSON, ARGV[3] removed, ARGV[4] failed
+# Returns 1 if recorded, 0 if this chunk had a result already. Sets the run's
+# updated_at, which the watchdog reads as progress.
 RECORD_REMOVAL: Final = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[2], 'removed', ARGV[3])
 redis.call('HINCRBY', KEYS[2], 'removal_failed', ARGV[4])
 redis.call('HINCRBY', KEYS[2], 'removal_chunks_done', 1)
-redis.call('HSET', KEYS[2], 'updated_at', ARGV[5])
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[2], 'updated_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
 redis.call('DEL', KEYS[3])
 return 1
 """

@@ -33,8 +33,9 @@ def approve(ctx: Context, actor: Actor, run_id: str) -> int:
 def reject(ctx: Context, actor: Actor, run_id: str) -> dict[str, Any]:
     """Remove nothing and end the run; the list keeps every member."""
     status = _held(ctx, actor, run_id)
-    for chunk in range(ctx.runs.removal_chunks(run_id)):
-        ctx.redis.delete(keys.run_removals(run_id, chunk))
+    chunks = [keys.run_removals(run_id, c) for c in range(ctx.runs.removal_chunks(run_id))]
+    if chunks:
+        ctx.redis.delete(*chunks)
     ctx.redis.hset(keys.run(run_id), "removals_rejected", actor.user)
     audit.record(ctx.redis, actor, "run.reject", run_id, to_remove=status["counts"]["to_remove"])
     return ctx.runs.finish(run_id)

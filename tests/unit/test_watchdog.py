@@ -62,6 +62,14 @@ def _removals(
     return {"removing": Stage(runs.missing_removal_chunks, resend, fail, runs.finish)}
 
 
+def _stall_through_every_resend(runs: Runs, run_id: str, stages: dict[str, Stage]) -> None:
+    """Sweep ``MAX_RESENDS`` times with no progress in between; leave the run stale."""
+    for _ in range(MAX_RESENDS):
+        runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
+        assert run_id in sweep(runs, stages, 900).resent
+    runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
+
+
 def _removing(runs: Runs, members: int) -> str:
     """A mirror run whose adds are done and whose removals are under way."""
     run_id = _running(runs, 1)
@@ -113,10 +121,7 @@ def test_a_run_still_stalled_after_the_resends_fails_its_missing_rows(runs: Runs
             [{"row": 2, "code": "lost", "detail": reason}],
         )
 
-    for _ in range(MAX_RESENDS):
-        runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
-        sweep(runs, _uploads(runs, lambda *_: None), 900)
-    runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
+    _stall_through_every_resend(runs, run_id, _uploads(runs, lambda *_: None))
     outcome = sweep(runs, _uploads(runs, fail=fail), 900)
     assert outcome.failed == [run_id]
     status = runs.status(run_id)
@@ -159,10 +164,7 @@ def test_a_removing_run_still_stalled_fails_its_missing_chunks(runs: Runs) -> No
         assert emails is not None
         runs.record_removal(run, chunk, 0, len(emails))
 
-    for _ in range(MAX_RESENDS):
-        runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
-        sweep(runs, _removals(runs, lambda *_: None), 900)
-    runs.redis.hset(f"kx:run:{run_id}", "updated_at", "0")
+    _stall_through_every_resend(runs, run_id, _removals(runs, lambda *_: None))
     outcome = sweep(runs, _removals(runs, fail=fail), 900)
     assert outcome.failed == [run_id]
     status = runs.status(run_id)
