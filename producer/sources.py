@@ -14,8 +14,16 @@ whose message names the input and, where it applies, the row.
 
 CSV is read with ``newline=""`` semantics and standard (excel) quoting, in
 strict mode: text after a closing quote, or a quote left open at the end of the
-input, makes that one record a ``RowError`` (naming the lines it spans) rather
-than silently folding the following lines into a field.
+input, is an error for that record rather than a silent fold of the following
+lines into a field. A quoted field may hold line breaks, so one stray quote
+would otherwise make one record of every line up to the next quote: when a
+record that spans several lines turns out malformed (unreadable, or the wrong
+number of fields), only its first line is reported, as a ``RowError`` naming
+that line, and the lines after it are read again as records of their own. So
+every physical line ends up in a record that is yielded: nothing is folded
+away. What the format cannot tell apart stays as it is: a stray quote that
+happens to close on a later line in a record with the right number of fields
+reads as a legitimate quoted multi-line field.
 
 Row numbers are 1-based data record numbers: for CSV the header is not counted
 (a quoted field may span lines, so a record is not always a line); for JSON
@@ -32,7 +40,8 @@ import itertools
 import json
 import sys
 import zlib
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final, cast
 
@@ -59,6 +68,11 @@ _READ_BUFFER: Final = 1 << 16
 _FORMAT_BY_SUFFIX: Final = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 _COMPRESSED_SUFFIXES: Final = (".gz", ".gzip")
 _READ_ERRORS: Final = (OSError, EOFError, zlib.error)
+# The CSV reader keeps the lines of about this many recent records (a tee), so
+# that a malformed record spanning lines can be read again line by line. Small
+# enough to keep memory flat, large enough that catching up costs nothing.
+_CSV_REPLAY_ROWS: Final = 512
+_drain: Final[Callable[[Iterable[str]], None]] = deque[str](maxlen=0).extend  # consumes, in C
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +181,12 @@ class RowSource:
             # strict: text after a closing quote, or a quote still open at the
             # end, is an error for that record instead of silently taking in
             # the lines that follow as part of a field.
-            lines = itertools.chain((first,), map(bytes.decode, raw))
-            reader = csv.reader(lines, strict=True)
+            # The tee's second half trails the reader so that the lines of a
+            # malformed multi-line record can be read again (see _csv_rows).
+            lead, lag = itertools.tee(itertools.chain((first,), map(bytes.decode, raw)))
+            reader = csv.reader(lead, strict=True)
             self.columns = self._header(reader)
-            self._rows = self._csv_rows(reader, self.columns)
+            self._rows = self._csv_rows(reader, lead, lag, self.columns)
         else:
             self._rows = self._jsonl_rows(first)
 
@@ -231,44 +247,90 @@ class RowSource:
         return header
 
     def _csv_rows(
-        self, reader: _CsvReader, header: tuple[str, ...]
+        self,
+        reader: _CsvReader,
+        lead: Iterator[str],
+        lag: Iterator[str],
+        header: tuple[str, ...],
     ) -> Iterator[tuple[int, Record | RowError]]:
         # The hot path is the inner ``for``: one C-level step of the reader, a
-        # length check and a dict per row. ``end`` is the line the previous
-        # record ended on, for messages about records that span lines.
+        # length check and a dict per row; every _CSV_REPLAY_ROWS rows ``lag``
+        # is caught up with the reader, in C. ``end`` is the reader's line count
+        # when the previous record ended. Physical line numbers: a reader reads
+        # ``pending`` (lines to read again) and then ``lead``, and its line n is
+        # the input's line ``offset + n``; ``lagged`` is the last line ``lag``
+        # has handed out, never past the start of the record being read.
         width = len(header)
         row = 0
         end = reader.line_num
+        offset = 0
+        pending: list[str] = []
+        lagged = 0
         while True:
+            spanned: tuple[int, str] | None = None  # (last line, what is wrong)
             try:
-                for fields in reader:
-                    row += 1
-                    if len(fields) == width:
-                        yield row, dict(zip(header, fields, strict=False))  # lengths checked
-                    elif fields:
-                        reason = f"expected {width} fields, found {len(fields)}"
-                        if reader.line_num > end + 1:  # a quoted field ran over line ends
-                            reason += (
-                                f" (lines {end + 1}-{reader.line_num}: is a quote unbalanced?)"
-                            )
-                        yield row, RowError(reason)
-                    # else: a blank line, skipped but counted
-                    end = reader.line_num
-            except csv.Error as exc:  # bad quoting or a huge field: this record only
-                row += 1
-                reason = f"unreadable CSV record: {exc}"
+                while True:
+                    before = row
+                    for fields in itertools.islice(reader, _CSV_REPLAY_ROWS):
+                        row += 1
+                        if len(fields) == width:
+                            yield row, dict(zip(header, fields, strict=False))  # lengths checked
+                        elif fields:
+                            found = f"expected {width} fields, found {len(fields)}"
+                            if reader.line_num > end + 1:  # a quoted field ran over line ends
+                                row -= 1  # counted again when its first line is reported
+                                spanned = (reader.line_num, found)
+                                break
+                            yield row, RowError(found)
+                        # else: a blank line, skipped but counted
+                        end = reader.line_num
+                    if spanned is not None or row - before < _CSV_REPLAY_ROWS:
+                        break
+                    if offset + end > lagged:
+                        _drain(itertools.islice(lag, offset + end - lagged))
+                        lagged = offset + end
+            except csv.Error as exc:  # bad quoting or a huge field
                 if reader.line_num > end + 1:
-                    reason += f" (lines {end + 1}-{reader.line_num})"
-                end = reader.line_num
-                yield row, RowError(reason)
+                    spanned = (reader.line_num, str(exc))
+                else:  # this one line only; the reader goes on with the next
+                    row += 1
+                    end = reader.line_num
+                    yield row, RowError(f"unreadable CSV record: {exc}")
+                    continue
             except UnicodeDecodeError as exc:
                 raise SourceError(
                     f"{self.name}: row {row + 1} is not valid UTF-8: {exc.reason}"
                 ) from exc
             except _READ_ERRORS as exc:
                 raise SourceError(f"cannot read {self.name} past row {row}: {exc}") from exc
-            else:
+            if spanned is None:
                 return
+            # A record ran from line ``first`` to ``last`` and is malformed:
+            # report its first line, and read the others again as records.
+            last_local, found = spanned
+            first, last = offset + end + 1, offset + last_local
+            replayed = offset + len(pending)  # lines up to here come from ``pending``
+            lines = pending[end:last_local]
+            if last > replayed:
+                start = max(first, replayed + 1)
+                _drain(itertools.islice(lag, start - 1 - lagged))
+                lines += itertools.islice(lag, last - start + 1)
+                lagged = last
+            again = (
+                f"line {last} is read again as a row"
+                if last == first + 1
+                else f"lines {first + 1}-{last} are read again as rows"
+            )
+            reason = (
+                f"line {first}: malformed record running on to line {last}"
+                f" ({found}: is a quote unbalanced?); {again}"
+            )
+            row += 1
+            yield row, RowError(reason)
+            pending = lines[1:] + pending[last_local:]
+            offset = first
+            end = 0
+            reader = csv.reader(itertools.chain(pending, lead), strict=True)
 
     def _jsonl_rows(self, first: str) -> Iterator[tuple[int, Record | RowError]]:
         decode = _JSON.decode
@@ -312,7 +374,9 @@ class RowSource:
 
 def _json_reason(exc: ValueError) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at column {exc.colno}"
+        # Some of json's messages end in "at" ("Unterminated string starting
+        # at"), as its own message goes on with the position: say it once.
+        return f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
     return str(exc)
 
 

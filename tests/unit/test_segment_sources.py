@@ -72,19 +72,38 @@ def test_csv_rows_with_the_wrong_field_count_are_yielded_as_errors(tmp_path: Pat
     assert isinstance(rows[3][1], dict)
 
 
-def test_csv_unbalanced_quote_is_one_error_not_swallowed_rows(tmp_path: Path) -> None:
+def test_csv_unbalanced_quote_reports_its_line_and_reads_the_next_lines_again(
+    tmp_path: Path,
+) -> None:
     data = b'email,note\na@x.co,"open\nb@x.co,fine\nc@x.co,"q"x\nd@x.co,ok\n'
     rows = read(write(tmp_path, "s.csv", data))
-    assert isinstance(rows[0][1], RowError)
-    assert "lines 2-4" in rows[0][1].reason
-    assert rows[1] == (2, {"email": "d@x.co", "note": "ok"})
+    assert rows == [
+        (
+            1,
+            RowError(
+                "line 2: malformed record running on to line 4"
+                " (',' expected after '\"': is a quote unbalanced?);"
+                " lines 3-4 are read again as rows"
+            ),
+        ),
+        (2, {"email": "b@x.co", "note": "fine"}),
+        (3, RowError("unreadable CSV record: ',' expected after '\"'")),  # line 4 on its own
+        (4, {"email": "d@x.co", "note": "ok"}),
+    ]
 
 
-def test_csv_quote_left_open_at_the_end_is_reported(tmp_path: Path) -> None:
+def test_csv_quote_left_open_at_the_end_does_not_take_the_last_rows(tmp_path: Path) -> None:
     rows = read(write(tmp_path, "s.csv", b'email,note\na@x.co,"never closed\nb@x.co,1\n'))
-    assert len(rows) == 1
-    assert isinstance(rows[0][1], RowError)
-    assert "unexpected end of data" in rows[0][1].reason
+    assert rows == [
+        (
+            1,
+            RowError(
+                "line 2: malformed record running on to line 3"
+                " (unexpected end of data: is a quote unbalanced?); line 3 is read again as a row"
+            ),
+        ),
+        (2, {"email": "b@x.co", "note": "1"}),
+    ]
 
 
 def test_csv_field_over_the_size_limit_rejects_only_that_record(tmp_path: Path) -> None:
@@ -148,6 +167,7 @@ def test_jsonl_bom_crlf_and_missing_final_newline(tmp_path: Path) -> None:
         (b"{bad", "not valid JSON: Expecting property name enclosed in double quotes at column 2"),
         (b'{"a": 1} {"b": 2}', "not valid JSON: Extra data at column 10"),
         (b'{"a": NaN}', "not valid JSON: NaN is not allowed"),
+        (b'{"email": "a@x.co', "not valid JSON: Invalid control character at column 18"),
         (b"[1, 2]", "expected a JSON object, found an array"),
         (b'"text"', "expected a JSON object, found a string"),
         (b"42", "expected a JSON object, found a number"),
@@ -163,6 +183,12 @@ def test_jsonl_bad_lines_are_yielded_as_errors(tmp_path: Path, line: bytes, reas
         (2, RowError(reason)),
         (3, {"email": "b@x.co"}),
     ]
+
+
+def test_json_messages_that_end_in_at_say_it_once(tmp_path: Path) -> None:
+    # json's "Unterminated string starting at" used to read "... at at column 11".
+    rows = read(write(tmp_path, "s.jsonl", b'{"email": "a@x.co'))
+    assert rows == [(1, RowError("not valid JSON: Unterminated string starting at column 11"))]
 
 
 def test_a_json_array_file_is_refused_with_a_hint(tmp_path: Path) -> None:
