@@ -15,30 +15,30 @@ from functools import partial
 from typing import Final
 
 from klaviyo_client import FatalError, KlaviyoError, NotFoundError
-from klaviyo_client.retry import with_retries
 from klaviyo_export import audit
 from klaviyo_export.actors import Actor, require_use
 from klaviyo_export.context import Context
-from klaviyo_export.errors import ExportError
-from klaviyo_export.mirror import after_adds, brake_reason
-from klaviyo_export.state import ExportState, digest
+from klaviyo_export.errors import ExportBusy, ExportError
+from klaviyo_export.mirror import after_adds
+from klaviyo_export.state import ExportState
 from klaviyo_export.store import Connection, Export
-from producer.batches import Batch, BatchPacker
+from producer.batches import Batch
 from producer.dispatch import launch_removals, launch_run
-from producer.profiles import EmailDeduplicator, MappedProfile
-from producer.segment import Rejected, checked_rows
+from producer.plan import (
+    REMOVAL_CHUNK,
+    Reading,
+    cap_breach,
+    decide_removals,
+    disabled_reason,
+    read_segment,
+)
+from producer.segment import Rejected
 from schemas import keys
+from schemas.contracts import FINAL_RUN_STATUSES
 
 log = logging.getLogger(__name__)
 
 REJECTION_FLUSH: Final = 1000
-STATE_LOOKUP_CHUNK: Final = 1000
-"""Accepted rows looked up in the export's state per round trip (delta runs)."""
-PROGRESS_EVERY: Final = 50_000
-
-
-class ExportBusy(ExportError):
-    """The export has a run in progress: runs of one export never overlap."""
 
 
 @dataclass(frozen=True)
@@ -68,15 +68,18 @@ def start_run(
     export = ctx.store.get_export(request.export_id)
     connection = ctx.store.get_connection(export.connection_id)
     require_use(request.actor, connection)
-    if not export.enabled:
-        raise ExportError(f"export {export.id} is disabled: enable it to run it")
+    disabled = disabled_reason(export)
+    if disabled is not None:
+        raise ExportError(disabled)
     run_id = ctx.runs.create(
         export.id, request.source, request.actor.user, connection.id, export.list_id
     )
     holder = ctx.runs.lock_export(export.id, run_id)
     if holder != run_id:
         ctx.runs.discard(run_id)
-        raise ExportBusy(f"export {export.id} has run {holder} in progress: this run is skipped")
+        raise ExportBusy(
+            f"export {export.id} has run {holder} in progress: this run is skipped", holder
+        )
     audit.record(
         ctx.redis,
         request.actor,
@@ -87,12 +90,28 @@ def start_run(
         source=request.source,
     )
     try:
+        _start(ctx, run_id, export, connection, request, on_progress)
+    except BaseException as exc:
+        interrupted(ctx, run_id, exc)
+        raise
+    return run_id
+
+
+def _start(
+    ctx: Context,
+    run_id: str,
+    export: Export,
+    connection: Connection,
+    request: RunRequest,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    try:
         _preflight(ctx, export)
         loaded = _read_and_store(ctx, run_id, export, request, on_progress)
     except (ExportError, KlaviyoError) as exc:
         ctx.runs.discard_batches(run_id)
         ctx.runs.finish(run_id, status="failed", message=str(exc))
-        return run_id
+        return
     ctx.runs.mark_running(
         run_id,
         rows_read=loaded.rows_read,
@@ -105,7 +124,7 @@ def start_run(
     except ExportError as exc:
         ctx.runs.unsent(run_id, loaded.submitted)
         ctx.runs.finish(run_id, status="failed", message=str(exc))
-        return run_id
+        return
     if ctx.runs.abort_reason(run_id) is not None:  # removed while we read: send nothing
         ctx.runs.unsent(run_id, loaded.submitted)
         ctx.runs.finish(run_id)
@@ -113,28 +132,41 @@ def start_run(
         after_adds(ctx, run_id, partial(launch_removals, ctx.settings))
     else:
         launch_run(ctx.settings, run_id, loaded.batches)
-    return run_id
+
+
+def interrupted(ctx: Context, run_id: str, exc: BaseException, what: str = "start") -> None:
+    """A start (or resume) broke off with an unexpected error: end the run as
+    failed, which releases the export's run lock, rather than leave the lock to
+    skip every later run for a day. A run still reading drops the batches it
+    stored; one whose batches could not be queued keeps them for ``resume``.
+    Best effort: with Redis down, the watchdog clears the lock later."""
+    reason = f"the run's {what} was interrupted ({type(exc).__name__}): nothing more is sent"
+    try:
+        status = ctx.runs.status(run_id)["status"]
+        if status == "pending":
+            ctx.runs.discard_batches(run_id)
+        if status not in FINAL_RUN_STATUSES:
+            ctx.runs.finish(run_id, status="failed", message=reason)
+    except Exception as err:  # noqa: BLE001 - the first error is the one to report
+        log.warning(
+            "run %s: could not be ended after %s: %s",
+            run_id,
+            type(exc).__name__,
+            type(err).__name__,
+        )
 
 
 def _check_caps(submitted: int, export: Export, connection: Connection, default: int) -> None:
     """Over a cap, nothing is sent: the run fails before any upload."""
-    caps = [
-        (export.max_profiles or default, f"export {export.id}'s cap"),
-        (connection.contract_cap, f"connection {connection.id}'s contract cap"),
-    ]
-    for cap, name in caps:
-        if cap and submitted > cap:
-            raise ExportError(
-                f"the segment has {submitted:,} profiles to send, over {name} of {cap:,}: "
-                "nothing was sent"
-            )
+    reason = cap_breach(submitted, export, connection, default)
+    if reason is not None:
+        raise ExportError(reason)
 
 
 def _preflight(ctx: Context, export: Export) -> None:
     """Fail fast, before reading anything, on a bad key or an unknown list."""
-    client = ctx.klaviyo(export.connection_id)
     try:
-        with_retries(lambda: client.get_list(export.list_id))
+        ctx.patient_klaviyo(export.connection_id).get_list(export.list_id)
     except NotFoundError:
         raise ExportError(f"Klaviyo list {export.list_id} does not exist (404)") from None
     except FatalError as exc:
@@ -143,98 +175,53 @@ def _preflight(ctx: Context, export: Export) -> None:
         ) from None
 
 
-@dataclass
-class Loaded:
-    """What reading a segment produced."""
-
-    rows_read: int = 0
-    submitted: int = 0
-    unchanged: int = 0
-    batches: int = 0
-    in_segment: int = 0  # valid, unique rows (sent or unchanged)
-
-
 def _read_and_store(
     ctx: Context,
     run_id: str,
     export: Export,
     request: RunRequest,
     on_progress: Callable[[int], None] | None,
-) -> Loaded:
-    """Stream the segment into stored batches; a delta run skips unchanged rows.
+) -> Reading:
+    """Stream the segment into stored batches, as ``producer.plan`` decides each row.
 
-    A mirror run also remembers every valid email of the segment (as 8-byte
-    fingerprints) to find, at the end, the members that left it.
+    A delta run skips unchanged rows; a mirror run also stores, at the end,
+    the members that left the segment and the brake's reason to hold them.
     """
     state = ExportState(ctx.redis, export.id)
-    delta = not request.full and state.size() > 0
-    segment = EmailDeduplicator() if export.mode == "mirror" else None
-    packer = BatchPacker(max_profiles=ctx.settings.batch_profiles)
-    loaded = Loaded()
     rejected: list[dict[str, object]] = []
-    pending: list[tuple[str, str]] = []  # (email, digest) of the rows in the packer
-    waiting: list[MappedProfile] = []  # accepted rows whose state lookup is pending
 
-    def store(batch: Batch) -> None:
-        meta = pending[: len(batch.rows)]
-        del pending[: len(batch.rows)]
-        emails, digests = [m[0] for m in meta], [m[1] for m in meta]
+    def store(batch: Batch, emails: list[str], digests: list[str]) -> None:
         ctx.runs.store_batch(run_id, batch.number, batch.profiles_json, batch.rows, emails, digests)
-        loaded.batches += 1
-        loaded.submitted += len(batch.rows)
 
-    def send(rows: list[MappedProfile]) -> None:
-        digests = [digest(r.profile_json) for r in rows]
-        known = state.digests([r.email for r in rows]) if delta else [None] * len(rows)
-        for row, new, old in zip(rows, digests, known, strict=True):
-            if new == old:
-                loaded.unchanged += 1
-                continue
-            pending.append((row.email, new))
-            finished = packer.add(row.profile_json, row.row)
-            if finished is not None:
-                store(finished)
-        rows.clear()
+    def reject(outcome: Rejected) -> None:
+        rejected.append(outcome.record())
+        if len(rejected) >= REJECTION_FLUSH:
+            ctx.runs.add_rejections(run_id, rejected)
+            rejected.clear()
 
-    for outcome in checked_rows(export, request.source, request.format):
-        loaded.rows_read += 1
-        if on_progress is not None and loaded.rows_read % PROGRESS_EVERY == 0:
-            on_progress(loaded.rows_read)
-            ctx.runs.set_progress(run_id, loaded.rows_read)
-        if isinstance(outcome, Rejected):
-            rejected.append(outcome.record())
-            if len(rejected) >= REJECTION_FLUSH:
-                ctx.runs.add_rejections(run_id, rejected)
-                rejected.clear()
-            continue
-        loaded.in_segment += 1
-        if segment is not None:
-            segment.seen_before(outcome.email)
-        waiting.append(outcome)
-        if len(waiting) >= STATE_LOOKUP_CHUNK:
-            send(waiting)
-    send(waiting)
-    last = packer.flush()
-    if last is not None:
-        store(last)
+    def progress(rows_read: int) -> None:
+        if on_progress is not None:
+            on_progress(rows_read)
+        ctx.runs.set_progress(run_id, rows_read)
+
+    loaded = read_segment(
+        export,
+        state,
+        request.source,
+        request.format,
+        full=request.full,
+        batch_profiles=ctx.settings.batch_profiles,
+        on_batch=store,
+        on_rejected=reject,
+        on_progress=progress if on_progress is not None else None,
+    )
     ctx.runs.add_rejections(run_id, rejected)
-    if segment is not None:
-        _plan_removals(ctx, run_id, export, state, segment, loaded.in_segment)
+    removals = decide_removals(
+        export,
+        state,
+        loaded,
+        keep=partial(ctx.runs.store_removals, run_id, chunk_size=REMOVAL_CHUNK),
+    )
+    if removals is not None and removals.brake_reason is not None:
+        ctx.redis.hset(keys.run(run_id), "brake_reason", removals.brake_reason)
     return loaded
-
-
-def _plan_removals(
-    ctx: Context,
-    run_id: str,
-    export: Export,
-    state: ExportState,
-    segment: EmailDeduplicator,
-    in_segment: int,
-) -> None:
-    """Members the export put in the list that are not in this segment: to remove."""
-    members = state.size()
-    leaving = (email for email in state.emails() if not segment.seen_before(email))
-    to_remove = ctx.runs.store_removals(run_id, leaving)
-    reason = brake_reason(export, to_remove, members, in_segment)
-    if reason is not None:
-        ctx.redis.hset(keys.run(run_id), "brake_reason", reason)
