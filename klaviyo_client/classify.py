@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -115,10 +116,18 @@ def error_for_response(response: requests.Response, operation: str) -> KlaviyoEr
     return fatal(summary, status=status, operation=operation, errors=details)
 
 
-def error_for_exception(exc: requests.RequestException, operation: str) -> RetriableError:
+def error_for_exception(
+    exc: requests.RequestException, operation: str, url: str = ""
+) -> RetriableError:
     """A transport failure (reset, timeout, broken stream) as a retriable error.
 
-    The message names only the exception's class: requests' own messages can
-    hold the full URL, and lookups by email put emails in the query string.
+    The message names the host (and port) it failed to reach and the
+    exception's class, never requests' own message: that can hold the full
+    URL, and lookups by email put emails in the query string.
     """
-    return RetriableError(f"transport failure: {type(exc).__name__}", operation=operation)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host and parts.port:
+        host = f"{host}:{parts.port}"
+    where = f" reaching {parts.scheme}://{host}" if host else ""
+    return RetriableError(f"transport failure{where}: {type(exc).__name__}", operation=operation)

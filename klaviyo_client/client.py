@@ -154,7 +154,7 @@ class KlaviyoClient:
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
             )
         except requests.RequestException as exc:
-            raise error_for_exception(exc, operation) from None
+            raise error_for_exception(exc, operation, url) from None
         error = error_for_response(response, operation)
         if error is not None:
             raise error
@@ -284,6 +284,22 @@ class KlaviyoClient:
         params = {"page[size]": str(_page_size(page_size))}
         for resource in self._pages(Operation.GET_IMPORT_ERRORS, path, params):
             yield ImportErrorItem.from_resource(resource)
+
+    def import_errors_page(
+        self, job_id: str, next_url: str | None = None, page_size: int = MAX_PAGE_SIZE
+    ) -> tuple[list[ImportErrorItem], str | None]:
+        """One page of a job's errors and the next page's URL (None after the last).
+
+        For callers that may stop between pages and go on later from ``next_url``.
+        """
+        if next_url is None:
+            path = f"/api/profile-bulk-import-jobs/{_segment(job_id)}/import-errors"
+            params: Mapping[str, str] | None = {"page[size]": str(_page_size(page_size))}
+            page = self.request(Operation.GET_IMPORT_ERRORS, "GET", path, params=params)
+        else:
+            page = self.request(Operation.GET_IMPORT_ERRORS, "GET", next_url)
+        items = [ImportErrorItem.from_resource(r) for r in page.get("data") or []]
+        return items, (page.get("links") or {}).get("next")
 
     def iter_job_profiles(self, job_id: str, page_size: int = MAX_PAGE_SIZE) -> Iterator[Profile]:
         """The profiles a job imported, with ids and emails (for later removals)."""

@@ -36,7 +36,8 @@ class ErrorDetail:
     def __str__(self) -> str:
         where = self.pointer or self.parameter
         text = f"{self.code}: {self.detail or self.title}"
-        return f"{text} (at {where})" if where else text
+        # "/data/" (Klaviyo's pointer on a 401 or 403) names the whole document: noise.
+        return f"{text} (at {where})" if where and where.strip("/") != "data" else text
 
 
 class KlaviyoError(Exception):

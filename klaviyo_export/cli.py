@@ -1,8 +1,11 @@
 """The ``klaviyo-export`` command: one entry point, one module per group of commands.
 
 Each module in ``klaviyo_export.commands`` has ``register(subparsers)`` and
-sets ``_run`` on the parsers it adds. Errors the user can fix are printed as
-one line naming what is wrong (exit 2); no traceback, no secret.
+sets ``_run`` on the parsers it adds. The global flags (``--as``, ``--json``)
+are accepted anywhere on the line. Every error is one line on stderr naming
+what is wrong, with an exit code from ``klaviyo_export.commands.output.Exit``:
+no traceback, no secret (``KLAVIYO_EXPORT_DEBUG=1`` shows the traceback of an
+internal error, for a bug report).
 """
 
 from __future__ import annotations
@@ -12,13 +15,26 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from urllib.parse import urlsplit
 
-from klaviyo_client import KlaviyoError
+import redis
+from kombu.exceptions import OperationalError
+
+from klaviyo_client import FatalError, KlaviyoError
 from klaviyo_export import __version__
-from klaviyo_export.actors import Actor
-from klaviyo_export.commands.output import fail
-from klaviyo_export.errors import ExportError
+from klaviyo_export.actors import Actor, Forbidden
+from klaviyo_export.commands.output import Exit, fail
+from klaviyo_export.errors import (
+    ConfigurationError,
+    ExportBusy,
+    ExportError,
+    InvalidInput,
+    NotFound,
+    SourceError,
+    Unavailable,
+)
 
 COMMAND_MODULES = (
     "klaviyo_export.commands.config",
@@ -27,6 +43,11 @@ COMMAND_MODULES = (
     "klaviyo_export.commands.sandbox",
     "klaviyo_export.commands.listen",
 )
+AS_HELP = (
+    "act as USER with ROLE (admin or contributor); default: KLAVIYO_EXPORT_USER "
+    "and KLAVIYO_EXPORT_ROLE, else the login name as a contributor"
+)
+JSON_HELP = "print one JSON object (the last line) for scripts; errors too"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,20 +55,52 @@ def build_parser() -> argparse.ArgumentParser:
         prog="klaviyo-export",
         description="Export customer segments into Klaviyo lists.",
         epilog="Configuration comes from the environment: REDIS_URL, KLAVIYO_BASE_URL, "
-        "KLAVIYO_EXPORT_SECRET_KEY (see README).",
+        "KLAVIYO_EXPORT_SECRET_KEY (see README). Exit codes: 0 done, 1 the run did not "
+        "succeed, 2 refused, 3 the run awaits approval, 4 timed out, 5 a service is "
+        "unreachable, 6 skipped (a run is in progress), 70 internal error.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--as",
-        dest="acting_as",
-        metavar="USER:ROLE",
-        help="act as USER with ROLE (admin or contributor); default: KLAVIYO_EXPORT_USER "
-        "and KLAVIYO_EXPORT_ROLE, else the login name as a contributor",
-    )
+    parser.add_argument("--as", dest="acting_as", metavar="USER:ROLE", help=AS_HELP)
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    for leaf in _leaves(parser):
+        _accept_global_flags(leaf)
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every parser below ``parser`` that has no subcommands of its own."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases repeat
+                if any(isinstance(a, argparse._SubParsersAction) for a in child._actions):
+                    yield from _leaves(child)
+                else:
+                    yield child
+
+
+def _accept_global_flags(leaf: argparse.ArgumentParser) -> None:
+    """``--as`` and ``--json`` after the subcommand too.
+
+    A subcommand's parser copies every attribute it has into the namespace,
+    defaults included, so here their default is SUPPRESS: a flag given before
+    the subcommand is not reset by the subcommand's default.
+    """
+    options = {opt: action for action in leaf._actions for opt in action.option_strings}
+    if "--json" in options:
+        options["--json"].default = argparse.SUPPRESS
+    else:
+        leaf.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
+    if "--as" not in options:
+        leaf.add_argument(
+            "--as",
+            dest="acting_as",
+            metavar="USER:ROLE",
+            default=argparse.SUPPRESS,
+            help=AS_HELP,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,13 +109,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = build_parser().parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
     try:
         args.actor = Actor.parse(args.acting_as) if args.acting_as else Actor.from_env()
         return int(args._run(args))
-    except (ExportError, KlaviyoError) as exc:
-        return fail(str(exc))
+    except ExportBusy as exc:
+        return fail(
+            str(exc), Exit.SKIPPED, as_json=as_json, kind="skipped", run_in_progress=exc.holder
+        )
+    except Unavailable as exc:
+        return fail(str(exc), Exit.UNAVAILABLE, as_json=as_json, kind="unavailable")
+    except ExportError as exc:
+        return fail(str(exc), as_json=as_json, kind=_kind(exc))
+    except FatalError as exc:
+        return fail(str(exc), as_json=as_json, kind="klaviyo_refused")
+    except KlaviyoError as exc:
+        return fail(str(exc), Exit.UNAVAILABLE, as_json=as_json, kind="klaviyo_unavailable")
+    except redis.RedisError as exc:
+        message = f"cannot use Redis at {_redis_where()}: {type(exc).__name__}; is it running?"
+        return fail(message, Exit.UNAVAILABLE, as_json=as_json, kind="redis_unavailable")
+    except OperationalError as exc:
+        message = f"cannot reach the broker: {type(exc).__name__}; is it running?"
+        return fail(message, Exit.UNAVAILABLE, as_json=as_json, kind="broker_unavailable")
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly; point stdout at
+        # devnull so that the interpreter's final flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(Exit.BROKEN_PIPE)
     except KeyboardInterrupt:
-        return 130
+        return int(Exit.INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
+        if os.environ.get("KLAVIYO_EXPORT_DEBUG"):
+            traceback.print_exc()
+        place = traceback.extract_tb(exc.__traceback__)[-1]
+        message = (
+            f"internal error: {type(exc).__name__} at {os.path.basename(place.filename)}:"
+            f"{place.lineno} (a bug; KLAVIYO_EXPORT_DEBUG=1 shows the traceback)"
+        )
+        return fail(message, Exit.INTERNAL, as_json=as_json, kind="internal_error")
+
+
+def _kind(exc: ExportError) -> str:
+    kinds: tuple[tuple[type[ExportError], str], ...] = (
+        (Forbidden, "forbidden"),
+        (NotFound, "not_found"),
+        (InvalidInput, "invalid_input"),
+        (SourceError, "source_error"),
+        (ConfigurationError, "configuration"),
+    )
+    return next((name for cls, name in kinds if isinstance(exc, cls)), "refused")
+
+
+def _redis_where() -> str:
+    """Where the store is, as scheme://host:port/db, never with a password."""
+    try:
+        from klaviyo_export.settings import Settings
+
+        url = Settings.from_env().store_url
+    except ExportError:
+        return "the configured URL"
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 if __name__ == "__main__":

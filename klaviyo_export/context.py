@@ -1,18 +1,20 @@
-"""The handles a process needs: settings, one Redis pool, store, runs, client settings."""
+"""The handles a process needs: settings, one Redis pool, store, runs, Klaviyo clients."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
 from klaviyo_client import ClientSettings, KlaviyoClient
 from klaviyo_client.client import BeforeRequest
+from klaviyo_export.policy import UNVERIFIED_ACCOUNT, PatientClient, Quota, account_key
+from klaviyo_export.ratelimit import RateLimiter
 from klaviyo_export.runs import Runs
 from klaviyo_export.secrets import SecretBox
 from klaviyo_export.settings import Settings
-from klaviyo_export.store import Store
+from klaviyo_export.store import Connection, Store
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class Context:
     redis: redis.Redis
     store: Store
     runs: Runs
-    client_settings: ClientSettings
+    client_settings: ClientSettings  # the defaults; a connection's own base URL wins
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Context:
@@ -34,15 +36,44 @@ class Context:
             redis=client,
             store=Store(client, box),
             runs=Runs(client),
-            client_settings=ClientSettings.from_env(env),
+            client_settings=settings.klaviyo,
         )
+
+    def client_settings_for(self, connection: Connection) -> ClientSettings:
+        """The connection's Klaviyo: the base URL its key was verified against.
+
+        A connection recorded before base URLs were kept falls back to
+        ``KLAVIYO_BASE_URL``.
+        """
+        if connection.base_url:
+            return replace(self.client_settings, base_url=connection.base_url)
+        return self.client_settings
 
     def klaviyo(
         self, connection_id: str, before_request: BeforeRequest | None = None
     ) -> KlaviyoClient:
         """A client with the connection's key (decrypted here, held nowhere else)."""
+        connection = self.store.get_connection(connection_id)
         return KlaviyoClient(
             self.store.connection_api_key(connection_id),
-            self.client_settings,
+            self.client_settings_for(connection),
             before_request=before_request,
         )
+
+    def patient_klaviyo(self, connection_id: str) -> PatientClient:
+        """A client for commands: every call takes its turn in the shared rate
+        limit, as the workers' do, and is retried by ``klaviyo_export.policy``."""
+        connection = self.store.get_connection(connection_id)
+        return PatientClient(
+            self.store.connection_api_key(connection_id),
+            self.client_settings_for(connection),
+            Quota(self.limiter(), account_key(connection)),
+        )
+
+    def patient_klaviyo_for_key(self, api_key: str, base_url: str | None = None) -> PatientClient:
+        """The same, for a key not stored yet (its first check)."""
+        settings = replace(self.client_settings, base_url=base_url or self.client_settings.base_url)
+        return PatientClient(api_key, settings, Quota(self.limiter(), UNVERIFIED_ACCOUNT))
+
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.redis, self.settings.rate_headroom)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from klaviyo_client import KlaviyoClient, NotFoundError
-from klaviyo_client.retry import with_retries
+from klaviyo_client import NotFoundError
 from klaviyo_export import audit
 from klaviyo_export.actors import Actor, require_admin, require_use
 from klaviyo_export.context import Context
@@ -27,10 +26,19 @@ def add_connection(
     allow: str = "admins",
     accept_privacy_terms: bool = False,
     contract_cap: int = 0,
+    base_url: str | None = None,
 ) -> Connection:
-    """Check the key against Klaviyo, then store it encrypted; admins only."""
+    """Check the key against Klaviyo, then store it encrypted; admins only.
+
+    The connection records the base URL its key was checked against (default
+    ``KLAVIYO_BASE_URL``): every process sends its work there, so a key
+    verified with one Klaviyo is never used with another.
+    """
     require_admin(actor, "add connections")
-    check = with_retries(KlaviyoClient(api_key, ctx.client_settings).verify_key)
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise InvalidInput(f"--base-url must be an http:// or https:// URL, not {base_url!r}")
+    client = ctx.patient_klaviyo_for_key(api_key, base_url)
+    check = client.verify_key()
     connection = ctx.store.add_connection(
         name=name,
         api_key=api_key,
@@ -40,6 +48,7 @@ def add_connection(
         verified_via=check.via,
         accepted_terms=accept_privacy_terms,
         contract_cap=contract_cap,
+        base_url=client.settings.base_url,
     )
     audit.record(
         ctx.redis,
@@ -50,13 +59,14 @@ def add_connection(
         allow=allow,
         privacy_terms_accepted=accept_privacy_terms,
         verified_via=check.via,
+        base_url=client.settings.base_url,
     )
     return connection
 
 
 def verify_connection(ctx: Context, actor: Actor, connection_id: str) -> Connection:
     """Check the stored key against Klaviyo again (anyone may)."""
-    check = with_retries(ctx.klaviyo(connection_id).verify_key)
+    check = ctx.patient_klaviyo(connection_id).verify_key()
     connection = ctx.store.mark_verified(connection_id, check.via, check.account_id)
     audit.record(ctx.redis, actor, "connection.verify", connection_id, verified_via=check.via)
     return connection
@@ -73,7 +83,9 @@ def rotate_key(ctx: Context, actor: Actor, connection_id: str, api_key: str) -> 
     """A new key for the same account; exports keep working, unchanged."""
     require_admin(actor, "rotate a connection's API key")
     current = ctx.store.get_connection(connection_id)
-    check = with_retries(KlaviyoClient(api_key, ctx.client_settings).verify_key)
+    check = ctx.patient_klaviyo_for_key(
+        api_key, ctx.client_settings_for(current).base_url
+    ).verify_key()
     if current.account_id and check.account_id and check.account_id != current.account_id:
         raise InvalidInput(
             f"the new key belongs to Klaviyo account {check.account_id}, "
@@ -118,9 +130,8 @@ def add_export(
     require_use(actor, connection)
     if schedule is not None:
         validate_cron(schedule)
-    client = ctx.klaviyo(connection_id)
     try:
-        found = with_retries(lambda: client.get_list(list_id))
+        found = ctx.patient_klaviyo(connection_id).get_list(list_id)
     except NotFoundError:
         raise InvalidInput(f"--list-id: Klaviyo has no list {list_id}") from None
     export = ctx.store.add_export(

@@ -73,6 +73,7 @@ class Runs:
             "source": source,
             "requested_by": requested_by,
             "created_at": repr(now),
+            "updated_at": repr(now),
             "batches_total": 0,
             "attempt": 1,
             **dict.fromkeys(_COUNTERS, 0),
@@ -91,6 +92,22 @@ class Runs:
             return run_id
         holder = self.redis.get(key)
         return text(holder) if holder else self.lock_export(export_id, run_id)
+
+    def release_lock(self, export_id: str, run_id: str) -> bool:
+        """Give up the export's run lock if ``run_id`` holds it."""
+        return bool(self._release_lock(keys=[keys.export_lock(export_id)], args=[run_id]))
+
+    def locks(self) -> list[tuple[str, str]]:
+        """Every export run lock: (export id, the run id holding it)."""
+        found = []
+        for key in self.redis.scan_iter(match=keys.EXPORT_LOCK_PATTERN, count=1000):
+            holder = self.redis.get(key)
+            if holder is not None:
+                found.append((keys.export_of_lock(text(key)), text(holder)))
+        return found
+
+    def exists(self, run_id: str) -> bool:
+        return bool(self.redis.exists(keys.run(run_id)))
 
     def discard(self, run_id: str) -> None:
         """Forget a run that never started (it was skipped)."""
@@ -165,6 +182,7 @@ class Runs:
                 "batches_total": batches,
                 "unchanged": unchanged,
                 "started_at": now,
+                "attempt_started_at": now,
                 "updated_at": now,
             },
         )
@@ -172,7 +190,10 @@ class Runs:
         pipe.execute()
 
     def set_progress(self, run_id: str, rows_read: int) -> None:
-        self.redis.hset(keys.run(run_id), "rows_read", rows_read)
+        """Rows read so far; also progress the watchdog sees for a pending run."""
+        self.redis.hset(
+            keys.run(run_id), mapping={"rows_read": rows_read, "updated_at": repr(time.time())}
+        )
 
     # -- worker side ---------------------------------------------------------------
 
@@ -256,6 +277,7 @@ class Runs:
                 keys.run_failed(run_id),
                 keys.batch(run_id, number),
                 keys.batch_state(run_id, number),
+                keys.batch_errors(run_id, number),
             ],
             args=[
                 number,
@@ -272,6 +294,27 @@ class Runs:
     def batch_result(self, run_id: str, number: int) -> dict[str, Any] | None:
         raw = self.redis.hget(keys.run_batch_results(run_id), str(number))
         return json.loads(raw) if raw else None
+
+    def add_job_errors(
+        self, run_id: str, number: int, errors: Iterable[Mapping[str, Any]], next_url: str | None
+    ) -> None:
+        """One page of the batch job's errors, and where the next page is (None:
+        that was the last), in one transaction: a task handed back between two
+        pages goes on from the page it reached, never counting one twice."""
+        pipe = self.redis.pipeline(transaction=True)
+        items = [json.dumps(dict(e)) for e in errors]
+        if items:
+            pipe.rpush(keys.batch_errors(run_id, number), *items)
+        if next_url is None:
+            pipe.hset(keys.batch_state(run_id, number), "errors_done", 1)
+            pipe.hdel(keys.batch_state(run_id, number), "errors_next")
+        else:
+            pipe.hset(keys.batch_state(run_id, number), "errors_next", next_url)
+        pipe.execute()
+
+    def job_errors(self, run_id: str, number: int) -> list[dict[str, Any]]:
+        raw = self.redis.lrange(keys.batch_errors(run_id, number), 0, -1)
+        return [json.loads(item) for item in raw]
 
     def batch_state(self, run_id: str, number: int) -> dict[str, str]:
         raw = self.redis.hgetall(keys.batch_state(run_id, number))
@@ -326,7 +369,7 @@ class Runs:
             pipe.expire(key, REPORT_TTL)
         pipe.srem(keys.RUNS_ACTIVE, run_id)
         pipe.execute()
-        self._release_lock(keys=[keys.export_lock(current["export_id"])], args=[run_id])
+        self.release_lock(current["export_id"], run_id)
         return self.status(run_id)
 
     def _raw(self, run_id: str) -> dict[str, str]:
@@ -353,6 +396,9 @@ class Runs:
             "created_at": float(raw["created_at"]),
             "started_at": float(raw["started_at"]) if raw.get("started_at") else None,
             "finished_at": float(raw["finished_at"]) if raw.get("finished_at") else None,
+            "attempt_started_at": (
+                float(raw["attempt_started_at"]) if raw.get("attempt_started_at") else None
+            ),
             "attempt": int(raw.get("attempt", 1)),
             "counts": counts,
             "batches": batches,
@@ -364,11 +410,18 @@ class Runs:
         return [self.status(i) for i in ids if self.redis.exists(keys.run(i))]
 
     def unfinished_batches(self, run_id: str) -> list[int]:
-        """Batches whose recorded result is not ``succeeded`` (what a resume resends)."""
+        """What a resume resends: batches whose recorded result is not ``succeeded``,
+        and batches with no result whose rows are still stored (a resume whose
+        batches could not be queued)."""
         raw = self.redis.hgetall(keys.run_batch_results(run_id))
-        return sorted(
-            int(text(n)) for n, r in raw.items() if json.loads(r)["status"] != "succeeded"
-        )
+        done = {int(text(n)): json.loads(r)["status"] for n, r in raw.items()}
+        total = int(self.redis.hget(keys.run(run_id), "batches_total") or 0)
+        return [
+            n
+            for n in range(total)
+            if (n in done and done[n] != "succeeded")
+            or (n not in done and self.has_payload(run_id, n))
+        ]
 
     def reopen(self, run_id: str, numbers: list[int]) -> None:
         """Make a final run send ``numbers`` again, as a new attempt of the same run.
@@ -399,7 +452,15 @@ class Runs:
         if kept:
             pipe.rpush(failed_key, *kept)
         pipe.hdel(keys.run(run_id), "finished_at", "abort_reason", "cancelled")
-        pipe.hset(keys.run(run_id), mapping={"status": "running", "message": "", "updated_at": now})
+        pipe.hset(
+            keys.run(run_id),
+            mapping={
+                "status": "running",
+                "message": "",
+                "updated_at": now,
+                "attempt_started_at": now,
+            },
+        )
         pipe.hincrby(keys.run(run_id), "attempt", 1)
         pipe.sadd(keys.RUNS_ACTIVE, run_id)
         pipe.execute()
@@ -415,6 +476,16 @@ class Runs:
         """When the run last made progress (started, or a batch finished)."""
         raw = self.redis.hget(keys.run(run_id), "updated_at")
         return float(text(raw)) if raw else 0.0
+
+    def in_flight(self, run_id: str) -> int:
+        """Rows Klaviyo reports done in jobs it is still importing (progress only)."""
+        missing = self.missing_batches(run_id)
+        if not missing:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for number in missing:
+            pipe.hget(keys.batch_state(run_id, number), "completed")
+        return sum(int(done) for done in pipe.execute() if done)
 
     def missing_batches(self, run_id: str) -> list[int]:
         return self._missing(run_id, "batches_total", keys.run_batch_results(run_id))
@@ -448,15 +519,18 @@ def _derive(current: Mapping[str, Any], raw: Mapping[str, str]) -> tuple[str, st
         return "cancelled", raw.get("abort_reason", "cancelled")
     if raw.get("abort_reason"):
         return "failed", raw["abort_reason"]
+    if raw.get("removals_rejected"):
+        adds = f"{counts['imported']:,} imported, {counts['failed']:,} failed at Klaviyo"
+        return "rejected", (
+            f"removals rejected by {raw['removals_rejected']}: the list keeps all "
+            f"{counts['to_remove']:,} members; adds done ({adds})"
+        )
     if counts["submitted"] == 0 and counts["unchanged"] == 0:
         if counts["removed"] or counts["to_remove"]:
             return "succeeded", f"removed {counts['removed']} members that left the segment"
         if counts["rows_read"] == 0:
             return "succeeded", "the segment is empty"
         return "failed", "no row passed the checks: see `klaviyo-export rejected`"
-    if raw.get("removals_rejected"):
-        note = f"removals rejected by {raw['removals_rejected']}"
-        return ("succeeded", note) if not counts["failed"] else ("partially_succeeded", note)
     if counts["removal_failed"]:
         return (
             "partially_succeeded",

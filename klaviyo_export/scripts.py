@@ -9,7 +9,7 @@ from typing import Final
 
 # Record one batch's final result, once.
 # KEYS[1] batch-results hash, KEYS[2] run hash, KEYS[3] failed-rows list,
-# KEYS[4] batch payload, KEYS[5] batch state
+# KEYS[4] batch payload, KEYS[5] batch state, KEYS[6] the job's gathered errors
 # ARGV[1] batch number, ARGV[2] result JSON, ARGV[3] batch status,
 # ARGV[4] imported, ARGV[5] failed, ARGV[6] payload TTL (0 = delete now),
 # ARGV[7..] failed-row JSON records
@@ -23,6 +23,7 @@ redis.call('HINCRBY', KEYS[2], 'batches_' .. ARGV[3], 1)
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[2], 'updated_at', t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
 for i = 7, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+redis.call('DEL', KEYS[6])
 if tonumber(ARGV[6]) == 0 then
   redis.call('DEL', KEYS[4], KEYS[5])
 else
@@ -40,8 +41,10 @@ REOPEN_BATCH: Final = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local result = cjson.decode(raw)
-redis.call('HINCRBY', KEYS[2], 'imported', -result.imported)
-redis.call('HINCRBY', KEYS[2], 'failed', -result.failed)
+-- 0 - n, not -n: Lua's -0 prints as "-0", which HINCRBY refuses as "not an
+-- integer" (a batch Klaviyo failed whole has imported = 0).
+redis.call('HINCRBY', KEYS[2], 'imported', 0 - result.imported)
+redis.call('HINCRBY', KEYS[2], 'failed', 0 - result.failed)
 redis.call('HINCRBY', KEYS[2], 'batches_done', -1)
 redis.call('HINCRBY', KEYS[2], 'batches_' .. result.status, -1)
 redis.call('HDEL', KEYS[1], ARGV[1])

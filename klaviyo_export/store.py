@@ -50,6 +50,7 @@ class Connection:
     privacy_terms_accepted_at: float | None = None
     contract_cap: int = 0  # most profiles one run may send to this account (0: none)
     key_rotated_at: float | None = None
+    base_url: str | None = None  # the Klaviyo the key was verified against; every call goes there
 
     @property
     def terms_accepted(self) -> bool:
@@ -117,6 +118,7 @@ class Store:
         verified_via: str | None,
         accepted_terms: bool,
         contract_cap: int = 0,
+        base_url: str | None = None,
     ) -> Connection:
         if allow not in ALLOW_VALUES:
             raise InvalidInput(f"--allow must be one of {', '.join(ALLOW_VALUES)}, not {allow!r}")
@@ -137,6 +139,7 @@ class Store:
             privacy_terms_accepted_by=created_by if accepted_terms else None,
             privacy_terms_accepted_at=now if accepted_terms else None,
             contract_cap=contract_cap,
+            base_url=base_url,
         )
         pipe = self.redis.pipeline()
         pipe.hset(

@@ -45,7 +45,7 @@ class Drift:
 def reconcile(ctx: Context, actor: Actor, export_id: str) -> Drift:
     export = ctx.store.get_export(export_id)
     require_use(actor, ctx.store.get_connection(export.connection_id))
-    client = ctx.klaviyo(export.connection_id)
+    client = ctx.patient_klaviyo(export.connection_id)
     in_list = {p.email.strip().lower() for p in client.iter_list_members(export.list_id) if p.email}
     exported = set(ExportState(ctx.redis, export_id).emails())
     drift = Drift(

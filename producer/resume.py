@@ -11,9 +11,9 @@ from __future__ import annotations
 from klaviyo_export import audit
 from klaviyo_export.actors import Actor, require_use
 from klaviyo_export.context import Context
-from klaviyo_export.errors import ExportError
+from klaviyo_export.errors import ExportBusy, ExportError
 from producer.dispatch import launch_run
-from producer.runner import ExportBusy
+from producer.runner import interrupted
 
 RESUMABLE = ("failed", "partially_succeeded")
 
@@ -41,8 +41,15 @@ def resume_run(ctx: Context, actor: Actor, run_id: str) -> list[int]:
         )
     holder = ctx.runs.lock_export(export.id, run_id)
     if holder != run_id:
-        raise ExportBusy(f"export {export.id} has run {holder} in progress: resume it later")
-    ctx.runs.reopen(run_id, numbers)
-    audit.record(ctx.redis, actor, "run.resume", run_id, export=export.id, batches=numbers)
-    launch_run(ctx.settings, run_id, numbers)
+        raise ExportBusy(
+            f"export {export.id} has run {holder} in progress: resume it later", holder
+        )
+    try:
+        ctx.runs.reopen(run_id, numbers)
+        audit.record(ctx.redis, actor, "run.resume", run_id, export=export.id, batches=numbers)
+        launch_run(ctx.settings, run_id, numbers)
+    except BaseException as exc:
+        interrupted(ctx, run_id, exc, what="resume")
+        ctx.runs.release_lock(export.id, run_id)  # also when the run had stayed final
+        raise
     return numbers

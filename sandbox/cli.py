@@ -137,8 +137,12 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 2 on bad options, 1 if it cannot bind."""
+    # force: under `klaviyo-export sandbox` the command has configured logging
+    # already, and a plain basicConfig would leave --log-level without effect.
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        level=args.log_level,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        force=True,
     )
     try:
         config = config_from_args(args)

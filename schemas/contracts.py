@@ -28,10 +28,13 @@ RUN_STATUSES: Final = (
     "partially_succeeded",  # some rows exported, some failed at Klaviyo
     "failed",  # nothing exported, or the run could not complete
     "cancelled",  # the export was removed mid-run
+    "rejected",  # a mirror run whose removals were rejected at the brake (adds done)
     "awaiting_approval",  # a mirror run's removals wait for `approve` or `reject`
     "removing",  # a mirror run's removals are being sent
 )
-FINAL_RUN_STATUSES: Final = frozenset({"succeeded", "partially_succeeded", "failed", "cancelled"})
+FINAL_RUN_STATUSES: Final = frozenset(
+    {"succeeded", "partially_succeeded", "failed", "cancelled", "rejected"}
+)
 BATCH_STATUSES: Final = ("succeeded", "partially_succeeded", "failed", "cancelled")
 SOURCE_FORMATS: Final = ("csv", "jsonl")
 REQUEST_TRIGGERS: Final = ("upstream", "schedule")
@@ -143,6 +146,7 @@ class RunStatusSchema(_Versioned):
     created_at = fields.Float(required=True)
     started_at = fields.Float(load_default=None, allow_none=True)
     finished_at = fields.Float(load_default=None, allow_none=True)
+    attempt_started_at = fields.Float(load_default=None, allow_none=True)  # this attempt's start
     attempt = fields.Integer(load_default=1, validate=validate.Range(min=1))
     counts = fields.Nested(CountsSchema, required=True)
     batches = fields.Nested(BatchCountsSchema, required=True)

@@ -33,6 +33,14 @@ def export_lock(export_id: str) -> str:
     return f"{PREFIX}export:{export_id}:lock"
 
 
+EXPORT_LOCK_PATTERN: Final = f"{PREFIX}export:*:lock"  # SCAN pattern of every export_lock
+
+
+def export_of_lock(lock_key: str) -> str:
+    """The export id in an ``export_lock`` key."""
+    return lock_key.removeprefix(f"{PREFIX}export:").removesuffix(":lock")
+
+
 def export_runs(export_id: str) -> str:
     """Zset: this export's run ids by creation time."""
     return f"{PREFIX}export:{export_id}:runs"
@@ -71,6 +79,12 @@ def batch(run_id: str, number: int) -> str:
 def batch_state(run_id: str, number: int) -> str:
     """Hash: a batch's progress (Klaviyo job id, attempts) for idempotent redelivery."""
     return f"{PREFIX}run:{run_id}:batch:{number}:state"
+
+
+def batch_errors(run_id: str, number: int) -> str:
+    """List of JSON rows Klaviyo failed in a batch's job, gathered page by page:
+    a task handed back mid-way (rate limit) goes on from the page it reached."""
+    return f"{PREFIX}run:{run_id}:batch:{number}:errors"
 
 
 def rate_log(account: str, operation: str) -> str:

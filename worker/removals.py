@@ -18,10 +18,10 @@ from typing import Any
 from klaviyo_client import FatalError, RetriableError, ThrottledError
 from klaviyo_export.context import Context
 from klaviyo_export.errors import NotFound
+from klaviyo_export.policy import MAX_TRANSIENT_ATTEMPTS, backoff
 from klaviyo_export.state import ExportState
 from schemas import keys
-from worker.ratelimit import RateLimiter
-from worker.upload import MAX_TRANSIENT_ATTEMPTS, Quota, RetryLater, account_key, backoff
+from worker.upload import RetryLater, worker_client
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,7 @@ def remove_members(ctx: Context, run_id: str, chunk: int) -> dict[str, Any]:
         connection = ctx.store.get_connection(connection_id)
     except NotFound:
         return _record(ctx, run_id, chunk, 0, len(emails), "connection_removed")
-    quota = Quota(RateLimiter(ctx.redis, ctx.settings.rate_headroom), account_key(connection))
-    client = ctx.klaviyo(connection.id, before_request=quota.before_request)
+    client, quota = worker_client(ctx, connection)
     attempts_field = f"removal_attempts:{chunk}"
     attempts = int(ctx.redis.hget(keys.run(run_id), attempts_field) or 0)
     try:

@@ -21,7 +21,7 @@ from worker import removals, schedules, upload
 from worker.celery_app import app
 from worker.config import max_countdown
 from worker.context import context
-from worker.watchdog import Stage, sweep
+from worker.watchdog import Stage, clear_locks, sweep
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,13 @@ def watchdog(**_: Any) -> dict[str, Any]:
         ),
     }
     outcome = sweep(ctx.runs, stages, stale_after=ctx.settings.stall_seconds)
-    return {"finished": outcome.finished, "resent": outcome.resent, "failed": outcome.failed}
+    freed = clear_locks(ctx.runs, stale_after=ctx.settings.stall_seconds)
+    return {
+        "finished": outcome.finished,
+        "resent": outcome.resent,
+        "failed": outcome.failed,
+        "locks_released": freed,
+    }
 
 
 @app.task(name=names.SCHEDULE_TICK, acks_late=True)

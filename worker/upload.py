@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,17 +30,16 @@ from klaviyo_client import (
 )
 from klaviyo_export.context import Context
 from klaviyo_export.errors import NotFound
+from klaviyo_export.pointers import source_field
+from klaviyo_export.policy import MAX_TRANSIENT_ATTEMPTS, Quota, account_key, backoff
+from klaviyo_export.ratelimit import RateLimiter
 from klaviyo_export.runs import Runs
 from klaviyo_export.state import ExportState
-from klaviyo_export.store import Connection
+from klaviyo_export.store import Connection, Store
 from schemas.contracts import VERSION
-from worker.ratelimit import RateLimiter
 
-MAX_TRANSIENT_ATTEMPTS: Final = 8
-"""Transient errors (5xx, resets, timeouts) tolerated per batch before it fails."""
 JOB_DEADLINE_SECONDS: Final = 3600
 """A Klaviyo job not complete this long after submission fails its batch."""
-MAX_BACKOFF_SECONDS: Final = 120.0
 MAX_RATE_SLEEP: Final = 1.0
 """A rate-limit wait up to this long is slept; a longer one re-schedules the task."""
 
@@ -66,12 +66,6 @@ class Batch:
     rows: list[int]
     emails: list[str]  # aligned with rows: the normalised email each profile carries
     digests: list[str]  # aligned with rows: each profile's digest, for the export's state
-
-
-def backoff(attempt: int, base: float = 1.0) -> float:
-    """Capped exponential backoff with full jitter (never below 0.2 s)."""
-    ceiling = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1))
-    return max(0.2, random.uniform(0, ceiling))
 
 
 def poll_delay(polls: int) -> float:
@@ -106,8 +100,7 @@ def upload_batch(ctx: Context, run_id: str, number: int) -> dict[str, Any]:
             return _fail_all(runs, batch, "outcome_unknown", detail, status="cancelled")
         detail = "not sent: the connection was removed"
         return _fail_all(runs, batch, "not_sent", detail, status="cancelled")
-    quota = Quota(RateLimiter(ctx.redis, ctx.settings.rate_headroom), account_key(connection))
-    client = ctx.klaviyo(connection.id, before_request=quota.before_request)
+    client, quota = worker_client(ctx, connection)
     try:
         return _advance(runs, client, quota, batch, list_id)
     except RetryLater as wait:
@@ -122,29 +115,17 @@ def fail_lost_batch(ctx: Context, run_id: str, number: int, reason: str) -> None
         _fail_all(ctx.runs, Batch(run_id, number, *payload), "lost", reason)
 
 
-def account_key(connection: Connection) -> str:
-    """Klaviyo counts per account: connections to one account share a quota."""
-    return connection.account_id or f"connection-{connection.id}"
+def worker_client(ctx: Context, connection: Connection) -> tuple[KlaviyoClient, Quota]:
+    """A client whose every call first takes its turn in the shared limiter; a
+    wait longer than ``MAX_RATE_SLEEP`` hands the task back (``RetryLater``)."""
+    quota = Quota(RateLimiter(ctx.redis, ctx.settings.rate_headroom), account_key(connection))
 
-
-@dataclass(frozen=True)
-class Quota:
-    """The shared rate limit, as the client's ``before_request`` hook."""
-
-    limiter: RateLimiter
-    account: str
-
-    def before_request(self, operation: str) -> None:
-        wait = self.limiter.acquire(self.account, operation, max_sleep=MAX_RATE_SLEEP)
+    def before_request(operation: str) -> None:
+        wait = quota.acquire(operation, max_sleep=MAX_RATE_SLEEP)
         if wait:
             raise RetryLater(wait + random.uniform(0, 0.25), f"rate limit on {operation}")
 
-    def throttled(self, operation: str | None, retry_after: float | None, attempt: int) -> float:
-        """A 429: every worker waits out Retry-After (or a backoff) for this operation."""
-        wait = retry_after if retry_after is not None else backoff(attempt)
-        if operation:
-            self.limiter.cooldown(self.account, operation, wait)
-        return wait
+    return ctx.klaviyo(connection.id, before_request=before_request), quota
 
 
 def _advance(
@@ -160,6 +141,8 @@ def _advance(
                 batch.run_id, batch.number, job_id=job.id, submitted_at=repr(time.time()), polls=0
             )
             raise RetryLater(poll_delay(0), "job submitted", polling=True)
+        if state.get("job_done"):
+            return _record_job_outcome(runs, batch, job_id, _gather_errors(runs, client, batch))
         job = client.get_bulk_import_job(job_id)
         if not job.done:
             polls = int(state.get("polls", 0)) + 1
@@ -167,11 +150,15 @@ def _advance(
                 return _fail_all(
                     runs, batch, "job_timeout", f"Klaviyo job {job_id} did not complete in time"
                 )
-            runs.set_batch_state(batch.run_id, batch.number, polls=polls)
+            done = job.completed_count + job.failed_count
+            runs.set_batch_state(batch.run_id, batch.number, polls=polls, completed=done)
             raise RetryLater(poll_delay(polls), f"job {job.status}")
         if job.status == "cancelled":
             return _fail_all(runs, batch, "job_cancelled", f"Klaviyo cancelled job {job_id}")
-        errors = list(client.iter_import_errors(job_id)) if job.failed_count else []
+        errors: list[ImportErrorItem] = []
+        if job.failed_count:
+            runs.set_batch_state(batch.run_id, batch.number, job_done=1)
+            errors = _gather_errors(runs, client, batch)
     except ThrottledError as exc:
         wait = quota.throttled(exc.operation, exc.retry_after, attempts + 1)
         raise RetryLater(wait + random.uniform(0, 0.5), "throttled by Klaviyo") from None
@@ -198,14 +185,74 @@ def _advance(
     return _record_job_outcome(runs, batch, job_id, errors)
 
 
+def _gather_errors(runs: Runs, client: KlaviyoClient, batch: Batch) -> list[ImportErrorItem]:
+    """Every row the batch's job failed, page by page, kept in Redis as it goes.
+
+    A wait (the rate limit) hands the task back between pages; the next
+    delivery goes on from the page it reached. Starting over each time, a
+    batch Klaviyo failed whole (100 pages of errors) never got to its end.
+    """
+    state = runs.batch_state(batch.run_id, batch.number)
+    job_id = state["job_id"]
+    next_url = state.get("errors_next")
+    while not state.get("errors_done"):
+        items, next_url = client.import_errors_page(job_id, next_url)
+        runs.add_job_errors(batch.run_id, batch.number, map(_error_record, items), next_url)
+        if next_url is None:
+            break
+    seen: set[str] = set()
+    errors = []
+    for record in runs.job_errors(batch.run_id, batch.number):
+        if record["id"] not in seen:
+            seen.add(record["id"])
+            errors.append(_error_item(record))
+    return errors
+
+
+def _error_record(error: ImportErrorItem) -> dict[str, Any]:
+    """What is kept of an import error: its id and reason, and the email that
+    maps it back to its row (not the rest of the profile)."""
+    return {
+        "id": error.id,
+        "code": error.code,
+        "title": error.title,
+        "detail": error.detail,
+        "pointer": error.pointer,
+        "email": error.email,
+    }
+
+
+def _error_item(record: Mapping[str, Any]) -> ImportErrorItem:
+    email = record.get("email")
+    return ImportErrorItem(
+        id=record["id"],
+        code=record["code"],
+        title=record["title"],
+        detail=record["detail"],
+        pointer=record["pointer"],
+        original_payload={"attributes": {"email": email}} if email else None,
+    )
+
+
 def _record_job_outcome(
     runs: Runs, batch: Batch, job_id: str, errors: list[ImportErrorItem]
 ) -> dict[str, Any]:
     failed_rows = []
     if errors:
         row_of = {email: row for email, row in zip(batch.emails, batch.rows, strict=True)}
+        # Klaviyo names the field at fault with a pointer into the batch
+        # (".../data/3/attributes/email"); the user knows the segment's column.
+        # The export says which column became what. Removed mid-run: the
+        # pointer is all there is, and it is kept.
+        try:
+            export = Store(runs.redis).get_export(runs.export_id(batch.run_id))
+        except NotFound:
+            export = None
         for error in errors:
             email = error.email
+            field = error.pointer
+            if export is not None:
+                field = source_field(field, export.email_field, export.properties)
             failed_rows.append(
                 {
                     "batch": batch.number,
@@ -213,7 +260,7 @@ def _record_job_outcome(
                     "email": email,
                     "code": error.code,
                     "detail": error.detail or error.title,
-                    "field": error.pointer,
+                    "field": field,
                 }
             )
     submitted = len(batch.rows)

@@ -19,6 +19,13 @@ chunks of departed members):
   removed) and end the run.
 
 A run awaiting approval at the brake waits for a person, not for the watchdog.
+
+Export run locks are swept too (``clear_locks``): a lock whose run is final
+or gone is released (a producer that crashed between ending a run and
+releasing its lock, or a run record lost with Redis), and a run still
+``pending`` (reading its segment) with no progress for the stall time is
+failed, which releases its lock: its producer is gone. Without this, every
+later run of the export would be skipped as "in progress" for a day.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from klaviyo_export.runs import Runs
+from schemas.contracts import FINAL_RUN_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +103,34 @@ def sweep(
         runs.finish(run_id)
         result.failed.append(run_id)
     return result
+
+
+def clear_locks(runs: Runs, stale_after: float, now: float | None = None) -> list[str]:
+    """Release the run locks no live run holds; returns the exports freed."""
+    now = time.time() if now is None else now
+    freed = []
+    for export_id, run_id in runs.locks():
+        if not runs.exists(run_id):
+            why = "its run is gone"
+        else:
+            status = runs.status(run_id)["status"]
+            if status in FINAL_RUN_STATUSES:
+                why = f"its run is {status}"
+            elif status == "pending" and now - runs.updated_at(run_id) >= stale_after:
+                runs.finish(
+                    run_id,
+                    status="failed",
+                    message=f"the producer stopped reading the segment "
+                    f"(no progress for {stale_after:.0f} s)",
+                )
+                why = "its run stopped while reading the segment"
+                runs.release_lock(export_id, run_id)  # finish released it already
+                log.warning("export %s: run lock of %s released: %s", export_id, run_id, why)
+                freed.append(export_id)
+                continue
+            else:
+                continue
+        if runs.release_lock(export_id, run_id):
+            log.warning("export %s: run lock of %s released: %s", export_id, run_id, why)
+            freed.append(export_id)
+    return freed

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from klaviyo_export import audit, operations
@@ -75,6 +76,12 @@ def _register_connections(sub: SubParsers) -> None:
         action="store_true",
         help="accept that exported profiles leave this system for Klaviyo "
         "(no export can use the connection until someone does)",
+    )
+    add.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the Klaviyo to check the key with and send to, recorded with the connection "
+        "(default: KLAVIYO_BASE_URL, else https://a.klaviyo.com)",
     )
     add.add_argument(
         "--contract-cap",
@@ -205,6 +212,17 @@ def _show(args: argparse.Namespace, value: dict[str, Any], message: str) -> int:
     return 0
 
 
+def _show_added(args: argparse.Namespace, value: dict[str, Any], message: str) -> int:
+    """A new record: its id alone on stdout (``ID=$(klaviyo-export ... add ...)``),
+    what it is on stderr, for the person at the terminal."""
+    if args.json:
+        emit_json(value)
+    else:
+        print(value["id"])
+        print(message, file=sys.stderr)
+    return 0
+
+
 def _connection_add(args: argparse.Namespace) -> int:
     connection = operations.add_connection(
         Context.from_env(),
@@ -214,11 +232,15 @@ def _connection_add(args: argparse.Namespace) -> int:
         allow=args.allow,
         accept_privacy_terms=args.accept_privacy_terms,
         contract_cap=args.contract_cap,
+        base_url=args.base_url.rstrip("/") if args.base_url else None,
     )
-    message = f"connection {connection.id} added (key verified via {connection.verified_via})"
+    message = (
+        f"connection {connection.id} added (key verified via {connection.verified_via} "
+        f"at {connection.base_url})"
+    )
     if not connection.terms_accepted:
         message += "\nnote: no export can use it until the data-privacy terms are accepted"
-    return _show(args, connection.public(), message)
+    return _show_added(args, connection.public(), message)
 
 
 def _connection_list(args: argparse.Namespace) -> int:
@@ -234,6 +256,7 @@ def _connection_list(args: argparse.Namespace) -> int:
                 "allow",
                 "account_id",
                 "verified_via",
+                "base_url",
                 "privacy_terms_accepted_by",
                 "created_by",
             ],
@@ -285,6 +308,16 @@ def _parse_properties(values: list[str]) -> dict[str, str]:
     return mapping
 
 
+def _segment(path: str | None) -> str | None:
+    """A bound segment is read later, by another process in another directory:
+    keep it absolute."""
+    if path is None:
+        return None
+    if path == "-":
+        raise InvalidInput("--segment: standard input cannot be read by a scheduled refresh")
+    return str(Path(path).expanduser().absolute())
+
+
 def _export_add(args: argparse.Namespace) -> int:
     export = operations.add_export(
         Context.from_env(),
@@ -294,7 +327,7 @@ def _export_add(args: argparse.Namespace) -> int:
         email_field=args.email_field,
         name=args.name,
         properties=_parse_properties(args.property),
-        segment=args.segment,
+        segment=_segment(args.segment),
         segment_format=args.format,
         schedule=args.schedule,
         max_profiles=args.max_profiles,
@@ -303,7 +336,7 @@ def _export_add(args: argparse.Namespace) -> int:
         brake_share=args.brake_share,
         brake_count=args.brake_count,
     )
-    return _show(
+    return _show_added(
         args,
         export.public(),
         f"export {export.id} added: list {export.list_id} "

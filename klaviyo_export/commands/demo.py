@@ -1,6 +1,6 @@
 """``demo``: the whole product on an embedded default, no Klaviyo account needed.
 
-Starts (or finds) Redis, starts the sandbox and a real Celery worker, adds a
+Starts its own Redis (never the user's), the sandbox and a real Celery worker, adds a
 connection and an export, writes a sample segment with invalid, missing and
 duplicate emails and a few the sandbox will fail, exports it, prints the run
 summary, and checks that the counts and the list match the sample exactly.
@@ -14,16 +14,18 @@ import secrets
 import stat
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from klaviyo_export import operations
 from klaviyo_export.actors import Actor
-from klaviyo_export.commands.output import emit_json
-from klaviyo_export.commands.runs import _print_status, _summary
+from klaviyo_export.commands.output import add_json_flag, emit_json
+from klaviyo_export.commands.waiting import print_status, summarize
 from klaviyo_export.context import Context
+from klaviyo_export.errors import InvalidInput
 from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
 from klaviyo_export.secrets import generate_key
-from klaviyo_export.services import celery_workers, redis_for_demo
+from klaviyo_export.services import celery_workers, embedded_redis
 from schemas.contracts import FINAL_RUN_STATUSES
 
 DEMO_LIST = ("DeMo01", "Demo newsletter")
@@ -36,8 +38,39 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     demo.add_argument("--profiles", type=int, default=5000, help="rows in the sample (5000)")
     demo.add_argument("--workers", type=int, default=1, help="worker processes (1)")
-    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_json_flag(demo)
     demo.set_defaults(_run=_demo)
+    sample = sub.add_parser(
+        "sample",
+        help="write a sample segment (CSV; .gz compresses) to try exports at real sizes",
+        description="Columns email, first_name, plan, score; about 2%% invalid, 1%% missing "
+        "and 2%% duplicate emails, and 0.5%% at bounce.example.net (the domain the demo's "
+        "sandbox fails). Deterministic for a given --rows and --seed.",
+    )
+    sample.add_argument("path", metavar="PATH")
+    sample.add_argument("--rows", type=int, default=50_000, help="data rows (50000)")
+    sample.add_argument("--seed", type=int, default=7)
+    add_json_flag(sample)
+    sample.set_defaults(_run=_sample)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    if args.rows < 0:
+        raise InvalidInput("--rows must be 0 or more")
+    path = Path(args.path)
+    try:
+        makeup = write_sample(path, args.rows, seed=args.seed, keep_emails=False)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from None
+    expected = makeup.expected_counts()
+    if args.json:
+        emit_json({"path": str(path.absolute()), "expected": expected})
+    else:
+        print(
+            f"{path}: {makeup.rows:,} rows; a run should read {expected['rows_read']:,}, "
+            f"reject {expected['rejected']:,} and submit {expected['submitted']:,}"
+        )
+    return 0
 
 
 def _secret_key(workdir: Path) -> str:
@@ -49,25 +82,42 @@ def _secret_key(workdir: Path) -> str:
     return path.read_text().strip()
 
 
+SERVICE_VARIABLES = (
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "KLAVIYO_EXPORT_STORE_URL",
+    "KLAVIYO_EXPORT_SECRET_KEY",
+)
+
+
+def _without_services(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus every pointer to the user's own Redis, broker or key
+    (and their ``_FILE`` forms): the demo's workers must use the demo's."""
+    drop = {*SERVICE_VARIABLES, *(f"{name}_FILE" for name in SERVICE_VARIABLES)}
+    return {k: v for k, v in env.items() if k not in drop}
+
+
 def _demo(args: argparse.Namespace) -> int:
     from sandbox import SandboxConfig, SandboxServer
 
     if args.profiles < 1:
-        raise SystemExit("--profiles must be at least 1")
+        raise InvalidInput("--profiles must be at least 1")
     workdir = Path(tempfile.mkdtemp(prefix="klaviyo-export-demo-"))
     api_key = "pk_" + secrets.token_hex(17)
     config = SandboxConfig(
         api_keys={api_key: None}, lists=dict([DEMO_LIST]), fail_email=FAIL_EMAIL_PATTERN
     )
     say = (lambda *_: None) if args.json else print
-    with redis_for_demo() as (redis_url, where), SandboxServer(config, port=0) as sandbox:
-        say(f"redis: {where}; sandbox Klaviyo: {sandbox.base_url}")
+    with embedded_redis() as redis_url, SandboxServer(config, port=0) as sandbox:
+        say(
+            f"redis: its own, at {redis_url} (gone afterwards); sandbox Klaviyo: {sandbox.base_url}"
+        )
         env = {
-            **os.environ,
+            **_without_services(os.environ),
             "REDIS_URL": redis_url,
             "KLAVIYO_BASE_URL": sandbox.base_url,
-            "KLAVIYO_EXPORT_SECRET_KEY": os.environ.get("KLAVIYO_EXPORT_SECRET_KEY")
-            or _secret_key(workdir),
+            "KLAVIYO_EXPORT_SECRET_KEY": _secret_key(workdir),
         }
         ctx = Context.from_env(env)
         with celery_workers(env, count=args.workers, log_dir=workdir):
@@ -110,9 +160,9 @@ def _demo(args: argparse.Namespace) -> int:
     list_ok = sorted(members) == sorted(makeup.imported_emails)
     ok = actual == expected and list_ok and status["status"] in FINAL_RUN_STATUSES
     if args.json:
-        emit_json({**_summary(status), "expected": expected, "list_matches": list_ok, "ok": ok})
+        emit_json({**summarize(status), "expected": expected, "list_matches": list_ok, "ok": ok})
     else:
-        _print_status(status, as_json=False)
+        print_status(status)
         print(
             f"sample: {makeup.invalid_email} invalid, {makeup.missing_email} missing, "
             f"{makeup.duplicate} duplicate emails; {makeup.klaviyo_fails} the sandbox fails"

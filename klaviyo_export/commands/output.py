@@ -1,4 +1,25 @@
-"""How commands print: a table for people, one JSON object for scripts."""
+"""How commands print and exit: a table for people, one JSON object for scripts,
+one line on stderr for an error, and an exit code a script can act on.
+
+Exit codes (the README lists them too):
+
+====  ==================================================================
+0     done; a waited-for run succeeded
+1     a waited-for run ended, but not ``succeeded`` (partially succeeded,
+      failed, cancelled, rejected)
+2     the command was refused: bad arguments or input, unknown id, not
+      allowed, misconfigured
+3     a waited-for run needs a decision: a mirror run held at the safety
+      brake (``approve`` or ``reject`` it)
+4     ``--timeout`` passed before the run ended (it goes on)
+5     Redis, the broker or Klaviyo could not be reached, or Redis lost the
+      run's records
+6     skipped: the export has a run in progress (runs never overlap)
+70    an internal error (a bug): one line naming where
+130   interrupted (Ctrl-C)
+141   the output pipe was closed (``... | head``)
+====  ==================================================================
+"""
 
 from __future__ import annotations
 
@@ -6,7 +27,30 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from enum import IntEnum
 from typing import Any, TextIO
+
+
+class Exit(IntEnum):
+    OK = 0
+    NOT_SUCCEEDED = 1
+    ERROR = 2
+    NEEDS_DECISION = 3
+    TIMED_OUT = 4
+    UNAVAILABLE = 5
+    SKIPPED = 6
+    INTERNAL = 70
+    INTERRUPTED = 130
+    BROKEN_PIPE = 141
+
+
+def exit_for(status: str) -> Exit:
+    """The exit code of a command that waited for a run now in ``status``."""
+    if status == "succeeded":
+        return Exit.OK
+    if status == "awaiting_approval":
+        return Exit.NEEDS_DECISION
+    return Exit.NOT_SUCCEEDED
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +82,16 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def fail(message: str) -> int:
+def fail(
+    message: str,
+    code: Exit = Exit.ERROR,
+    *,
+    as_json: bool = False,
+    kind: str = "error",
+    **detail: Any,
+) -> int:
+    """One line on stderr; with ``--json`` also the error as one JSON object on stdout."""
     print(f"klaviyo-export: error: {message}", file=sys.stderr)
-    return 2
+    if as_json:
+        emit_json({"error": {"type": kind, "message": message, **detail}, "exit_code": int(code)})
+    return int(code)

@@ -1,4 +1,5 @@
-"""``run``, ``status``, ``runs`` and ``rejected``: start runs and see what became of rows."""
+"""``run``, ``resume``, ``approve``, ``reject``, ``reconcile``, ``status``, ``runs`` and
+``rejected``: start runs, decide them, and see what became of every row."""
 
 from __future__ import annotations
 
@@ -6,12 +7,36 @@ import argparse
 import csv
 import sys
 import time
-from typing import Any
+from pathlib import Path
 
 from klaviyo_export.actors import require_use
 from klaviyo_export.commands.output import add_json_flag, emit_json, emit_table
+from klaviyo_export.commands.progress import RunProgress
+from klaviyo_export.commands.waiting import Waited, follow, print_status, report, summarize
 from klaviyo_export.context import Context
-from schemas.contracts import FINAL_RUN_STATUSES, SOURCE_FORMATS
+from klaviyo_export.errors import InvalidInput
+from schemas.contracts import SOURCE_FORMATS
+
+WAIT_HELP = (
+    "wait for the end: exit 0 if the run succeeded, 1 if it did not, 3 if it needs a "
+    "decision at the safety brake (approve or reject)"
+)
+TIMEOUT_HELP = "stop waiting after SECONDS (exit 4); the run goes on"
+
+
+def _add_wait(parser: argparse.ArgumentParser, flag: str, helptext: str) -> None:
+    parser.add_argument(flag, action="store_true", help=helptext)
+    parser.add_argument("--timeout", type=_seconds, metavar="SECONDS", help=TIMEOUT_HELP)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
+    return seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,9 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--source", required=True, metavar="PATH|-", help="segment file, or - for stdin"
     )
     run.add_argument("--format", choices=SOURCE_FORMATS, help="default: from the file name")
-    run.add_argument(
-        "--wait", action="store_true", help="wait for the end; exit 1 unless the run succeeded"
-    )
+    _add_wait(run, "--wait", WAIT_HELP)
     run.add_argument(
         "--full",
         action="store_true",
@@ -32,8 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument(
         "--dry-run",
         action="store_true",
-        help="read the segment and print the plan (adds, rejects, calls per Klaviyo endpoint, "
-        "expected duration) without sending or recording anything",
+        help="read the segment and print the plan (adds, updates, unchanged, removals and the "
+        "brake, calls per Klaviyo endpoint, expected duration) without sending or recording "
+        "anything",
     )
     add_json_flag(run)
     run.set_defaults(_run=_run)
@@ -42,9 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "resume", help="send again only the batches of a failed or partial run that did not succeed"
     )
     resume.add_argument("run_id", metavar="RUN_ID")
-    resume.add_argument(
-        "--wait", action="store_true", help="wait for the end; exit 1 unless the run succeeded"
-    )
+    _add_wait(resume, "--wait", WAIT_HELP)
     add_json_flag(resume)
     resume.set_defaults(_run=_resume)
 
@@ -69,7 +91,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     status = sub.add_parser("status", help="a run's status and counts")
     status.add_argument("run_id", metavar="RUN_ID")
-    status.add_argument("--watch", action="store_true", help="follow the run until it ends")
+    _add_wait(
+        status,
+        "--watch",
+        "follow the run until it ends or needs a decision (exit codes as run --wait)",
+    )
     add_json_flag(status)
     status.set_defaults(_run=_status)
 
@@ -83,31 +109,42 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "rejected", help="rows rejected before upload and rows Klaviyo failed, as CSV"
     )
     rejected.add_argument("run_id", metavar="RUN_ID")
+    add_json_flag(rejected)
     rejected.set_defaults(_run=_rejected)
+
+
+def _source(value: str) -> str:
+    """A segment path as the run records it: absolute, so that what the run
+    read can be told later from any directory."""
+    return value if value == "-" else str(Path(value).expanduser().absolute())
 
 
 def _run(args: argparse.Namespace) -> int:
     from producer.runner import RunRequest, start_run
 
+    if args.timeout is not None and not args.wait:
+        raise InvalidInput("--timeout goes with --wait")
     ctx = Context.from_env()
     if args.dry_run:
         return _dry_run(ctx, args)
-    progress = _Progress(enabled=not args.json)
-    request = RunRequest(args.export_id, args.source, args.actor, args.format, full=args.full)
-    run_id = start_run(ctx, request, on_progress=progress.reading)
-    progress.done()
+    progress = RunProgress(enabled=not args.json)
+    request = RunRequest(
+        args.export_id, _source(args.source), args.actor, args.format, full=args.full
+    )
+    try:
+        run_id = start_run(ctx, request, on_progress=progress.reading)
+    finally:
+        progress.close()
     if not args.wait:
         status = ctx.runs.status(run_id)
         if args.json:
-            emit_json(_summary(status))
+            emit_json(summarize(status))
         else:
             print(run_id)
         return 0
     if not args.json:
-        print(run_id)
-    status = _follow(ctx, run_id, quiet=args.json)
-    _print_status(status, as_json=args.json)
-    return 0 if status["status"] == "succeeded" else 1
+        print(run_id, flush=True)
+    return report(follow(ctx, run_id, progress, args.timeout), args.json)
 
 
 def _approve(args: argparse.Namespace) -> int:
@@ -125,8 +162,8 @@ def _reject(args: argparse.Namespace) -> int:
     from producer.approval import reject
 
     status = reject(Context.from_env(), args.actor, args.run_id)
-    _print_status(status, as_json=args.json)
-    return 0
+    report(Waited(status, "ended", 0.0), args.json)
+    return 0  # the decision was taken; the run's own status is printed
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -154,63 +191,83 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from producer.resume import resume_run
 
+    if args.timeout is not None and not args.wait:
+        raise InvalidInput("--timeout goes with --wait")
     ctx = Context.from_env()
     numbers = resume_run(ctx, args.actor, args.run_id)
     if not args.json:
-        print(f"run {args.run_id}: sending batches {numbers} again")
+        print(f"run {args.run_id}: sending batches {numbers} again", flush=True)
     if not args.wait:
         if args.json:
-            emit_json(_summary(ctx.runs.status(args.run_id)))
+            emit_json(summarize(ctx.runs.status(args.run_id)))
         return 0
-    status = _follow(ctx, args.run_id, quiet=args.json)
-    _print_status(status, as_json=args.json)
-    return 0 if status["status"] == "succeeded" else 1
+    progress = RunProgress(enabled=not args.json)
+    return report(follow(ctx, args.run_id, progress, args.timeout), args.json)
 
 
 def _dry_run(ctx: Context, args: argparse.Namespace) -> int:
-    """Print what a run would do; send, record and audit nothing."""
+    """Print what a run would do, decided from the export's state as the run
+    decides it (``producer.plan``); write, send and audit nothing."""
     from producer.plan import plan_run
 
     export = ctx.store.get_export(args.export_id)
-    require_use(args.actor, ctx.store.get_connection(export.connection_id))
-    plan = plan_run(
-        export, args.source, args.format, ctx.settings.batch_profiles, ctx.settings.rate_headroom
-    )
+    connection = ctx.store.get_connection(export.connection_id)
+    require_use(args.actor, connection)
+    plan = plan_run(ctx, export, connection, args.source, args.format, full=args.full)
     if args.json:
         emit_json(plan.as_dict())
         return 0
+    kind = "full run" if plan.full else "delta run" if plan.delta else "first run"
     print(
-        f"dry run of export {plan.export_id} to list {plan.list_id} ({plan.mode} mode): "
+        f"dry run of export {plan.export_id} to list {plan.list_id} ({plan.mode} mode, {kind}): "
         "nothing sent"
     )
+    if plan.blocker:
+        print(f"  a run now would send nothing: {plan.blocker}")
     print(f"  rows read        {plan.rows_read:>10,}")
     print(f"  rejected         {plan.rejected:>10,}")
     for reason, n in sorted(plan.rejected_by_reason.items()):
         print(f"    {reason:<14} {n:>10,}")
-    print(f"  adds             {plan.adds:>10,}  in {plan.batches} bulk import jobs")
-    print(f"  updates          {plan.updates:>10,}")
-    print(f"  unchanged        {plan.unchanged:>10,}")
-    print(f"  removals         {plan.removals:>10,}")
+    print(f"  adds             {plan.adds:>10,}  (new emails)")
+    print(f"  updates          {plan.updates:>10,}  (imported before, profile changed)")
+    print(f"  unchanged        {plan.unchanged:>10,}  (not sent)")
+    print(f"  submitted        {plan.submitted:>10,}  in {plan.batches} bulk import jobs")
+    if plan.mode == "mirror":
+        print(f"  members          {plan.members:>10,}  (put in the list by this export)")
+        print(f"  removals         {plan.removals:>10,}")
+        if plan.brake_holds:
+            print(f"  the safety brake holds the removals: {plan.brake_reason}")
+        elif plan.removals:
+            print("  the safety brake lets the removals go ahead")
     print("  Klaviyo calls (at least):")
     for operation, n in plan.calls.items():
         print(f"    {operation:<34} {n:>6,}")
-    print(f"  expected duration under the rate limits: about {plan.expected_seconds:,.0f} s")
+    seconds = f"about {plan.expected_seconds:,.0f} s"
+    if plan.brake_holds:
+        seconds += " (removals after approval)"
+    print(f"  expected duration under the rate limits: {seconds}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.watch:
+        raise InvalidInput("--timeout goes with --watch")
     ctx = Context.from_env()
-    status = (
-        _follow(ctx, args.run_id, quiet=args.json) if args.watch else ctx.runs.status(args.run_id)
-    )
-    _print_status(status, as_json=args.json)
+    if args.watch:
+        progress = RunProgress(enabled=not args.json)
+        return report(follow(ctx, args.run_id, progress, args.timeout), args.json)
+    status = ctx.runs.status(args.run_id)
+    if args.json:
+        emit_json(summarize(status))
+    else:
+        print_status(status)
     return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
     rows = Context.from_env().runs.recent(args.export, args.limit)
     if args.json:
-        emit_json({"runs": [_summary(r) for r in rows]})
+        emit_json({"runs": [summarize(r) for r in rows]})
         return 0
     table = [
         {
@@ -231,114 +288,36 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+REJECTED_COLUMNS = ("row", "stage", "field", "code", "reason")
+
+
 def _rejected(args: argparse.Namespace) -> int:
     runs = Context.from_env().runs
     runs.status(args.run_id)  # a clear error for an unknown run
-    writer = csv.writer(sys.stdout)
-    writer.writerow(["row", "stage", "field", "code", "reason"])
-    for item in runs.rejected_rows(args.run_id):
-        writer.writerow(
-            [item["row"], "checks", item.get("field") or "", item["code"], item["reason"]]
-        )
-    for item in runs.failed_rows(args.run_id):
-        writer.writerow(
-            [
-                item.get("row") or "",
-                "klaviyo",
-                item.get("field") or "",
-                item["code"],
-                item["detail"],
-            ]
-        )
+    rows = [
+        {
+            "row": item["row"],
+            "stage": "checks",
+            "field": item.get("field") or "",
+            "code": item["code"],
+            "reason": item["reason"],
+        }
+        for item in runs.rejected_rows(args.run_id)
+    ]
+    rows += [
+        {
+            "row": item.get("row") or "",
+            "stage": "klaviyo",
+            "field": item.get("field") or "",
+            "code": item["code"],
+            "reason": item["detail"],
+        }
+        for item in runs.failed_rows(args.run_id)
+    ]
+    if args.json:
+        emit_json({"run_id": args.run_id, "rows": rows})
+        return 0
+    writer = csv.DictWriter(sys.stdout, fieldnames=REJECTED_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
     return 0
-
-
-def _follow(ctx: Context, run_id: str, quiet: bool) -> dict[str, Any]:
-    progress = _Progress(enabled=not quiet)
-    delay = 0.2
-    while True:
-        status = ctx.runs.status(run_id)
-        if status["status"] in FINAL_RUN_STATUSES:
-            progress.done()
-            return status
-        progress.batches(status)
-        time.sleep(delay)
-        delay = min(2.0, delay * 1.5)
-
-
-def _summary(status: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "run_id": status["run_id"],
-        "export_id": status["export_id"],
-        "status": status["status"],
-        "message": status["message"],
-        "counts": status["counts"],
-        "batches": status["batches"],
-        "attempt": status.get("attempt", 1),
-        "duration_s": (
-            round(status["finished_at"] - status["created_at"], 3)
-            if status["finished_at"]
-            else None
-        ),
-    }
-
-
-def _print_status(status: dict[str, Any], as_json: bool) -> None:
-    summary = _summary(status)
-    if as_json:
-        emit_json(summary)
-        return
-    counts = summary["counts"]
-    print(f"run {summary['run_id']} (export {summary['export_id']}): {summary['status']}")
-    if summary["message"]:
-        print(f"  {summary['message']}")
-    print(f"  rows read        {counts['rows_read']:>10,}")
-    print(f"  rejected         {counts['rejected']:>10,}")
-    for reason, n in sorted(counts["rejected_by_reason"].items()):
-        print(f"    {reason:<14} {n:>10,}")
-    if counts.get("unchanged"):
-        print(f"  unchanged        {counts['unchanged']:>10,}")
-    print(f"  submitted        {counts['submitted']:>10,}")
-    print(f"  imported         {counts['imported']:>10,}")
-    print(f"  failed (Klaviyo) {counts['failed']:>10,}")
-    if counts.get("to_remove"):
-        print(f"  to remove        {counts['to_remove']:>10,}")
-        print(f"  removed          {counts['removed']:>10,}")
-        print(f"  removal failed   {counts['removal_failed']:>10,}")
-    batches = summary["batches"]
-    print(f"  batches          {batches['done']}/{batches['total']} done")
-    if summary["duration_s"] is not None:
-        print(f"  duration         {summary['duration_s']:.1f} s")
-
-
-class _Progress:
-    """A one-line progress display on a terminal's stderr; silent elsewhere."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self._shown = False
-
-    def reading(self, rows: int) -> None:
-        self._line(f"reading segment: {rows:,} rows")
-
-    def batches(self, status: dict[str, Any]) -> None:
-        total = status["batches"]["total"] or 1
-        done = status["batches"]["done"]
-        width = 30
-        filled = int(width * done / total)
-        self._line(
-            f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} batches, "
-            f"{status['counts']['imported']:,} imported"
-        )
-
-    def _line(self, text: str) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K" + text)
-            sys.stderr.flush()
-            self._shown = True
-
-    def done(self) -> None:
-        if self._shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-            self._shown = False

@@ -105,7 +105,7 @@ def test_mirror_removes_leavers_and_the_brake_holds_big_removals(
     proc = kx.cli("reject", started["run_id"], "--json")
     assert proc.returncode == 0, proc.stderr
     rejected = json.loads(proc.stdout.splitlines()[-1])
-    assert rejected["status"] == "succeeded"
+    assert rejected["status"] == "rejected"
     assert "removals rejected by" in rejected["message"]
     assert len(kx.list_emails(OTHER_LIST_ID)) == 90
 

@@ -6,7 +6,7 @@ import fakeredis
 import pytest
 
 from klaviyo_client import Operation
-from worker.ratelimit import Limit, RateLimiter, published_limit
+from klaviyo_export.ratelimit import Limit, RateLimiter, published_limit
 
 
 @pytest.fixture
