@@ -205,9 +205,10 @@ def test_runs_never_overlap_and_removal_cancels_the_rest(kx: Pipeline, tmp_path:
     assert code == 0, err
     run_id = started["run_id"]
 
-    code, _, err = _json(kx, *ADMIN, "run", export_id, "--source", str(segment))
-    assert code == 2
+    code, skipped, err = _json(kx, *ADMIN, "run", export_id, "--source", str(segment))
+    assert code == 6  # skipped: a run of the export is in progress
     assert f"has run {run_id} in progress: this run is skipped" in err
+    assert skipped["error"]["run_in_progress"] == run_id
 
     kx.wait_for(run_id, lambda s: s["batches"]["done"] >= 1)
     code, removed, err = _json(kx, *ADMIN, "export", "remove", export_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import fakeredis
 import pytest
 
@@ -139,3 +141,20 @@ def test_reopening_batches_takes_their_results_out_of_the_counts(runs: Runs) -> 
     assert runs.redis.ttl(keys.batch(run_id, 1)) == -1  # kept until it is done again
     assert runs.record_batch(run_id, _result(run_id, 1, 5, 0, "succeeded"))
     assert runs.finish(run_id)["status"] == "succeeded"
+
+
+def test_a_resumed_runs_duration_counts_from_its_own_attempt(runs: Runs) -> None:
+    from klaviyo_export.commands.waiting import summarize
+
+    run_id = _started(runs, submitted=10, batches=2)
+    runs.record_batch(run_id, _result(run_id, 0, 5, 0, "succeeded"))
+    runs.record_batch(run_id, _result(run_id, 1, 0, 5, "failed"))
+    runs.finish(run_id)
+    runs.redis.hset(keys.run(run_id), "created_at", repr(time.time() - 3600))  # an hour ago
+    runs.reopen(run_id, [1])
+    runs.record_batch(run_id, _result(run_id, 1, 5, 0, "succeeded"))
+
+    status = runs.finish(run_id)
+
+    assert status["attempt"] == 2
+    assert 0 <= summarize(status)["duration_s"] < 600  # this attempt, not the hour before
