@@ -12,8 +12,9 @@ Rules (see ../shared/reference/klaviyo-api.md §1.6, §4):
 from __future__ import annotations
 
 import json
+import math
 import re
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import requests
@@ -60,18 +61,28 @@ def parse_error_details(body: Any) -> tuple[ErrorDetail, ...]:
     return tuple(details)
 
 
+MAX_RETRY_AFTER: Final = 3600.0
+"""A longer (or non-finite) wait is taken as this: Klaviyo's windows are a minute."""
+
+
 def parse_retry_after(value: str | None, details: tuple[ErrorDetail, ...] = ()) -> float | None:
     """Seconds to wait from ``Retry-After``, else from the throttled detail."""
     if value:
         try:
-            return max(0.0, float(value.strip()))
+            return _bounded(float(value.strip()))
         except ValueError:
             pass  # an HTTP-date: Klaviyo documents integers only, fall through
     for detail in details:
         match = _EXPECTED_IN.search(detail.detail)
         if match:
-            return float(match.group(1))
+            return _bounded(float(match.group(1)))
     return None
+
+
+def _bounded(seconds: float) -> float:
+    if not math.isfinite(seconds):
+        return MAX_RETRY_AFTER
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def _json_body(response: requests.Response) -> Any | None:

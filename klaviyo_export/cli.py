@@ -17,6 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import redis
@@ -25,7 +26,7 @@ from kombu.exceptions import OperationalError
 from klaviyo_client import FatalError, KlaviyoError
 from klaviyo_export import __version__
 from klaviyo_export.actors import Actor, Forbidden
-from klaviyo_export.commands.output import Exit, fail
+from klaviyo_export.commands.output import Exit, emit_json, fail
 from klaviyo_export.errors import (
     ConfigurationError,
     ExportBusy,
@@ -35,6 +36,7 @@ from klaviyo_export.errors import (
     SourceError,
     Unavailable,
 )
+from klaviyo_export.settings import log_level
 
 COMMAND_MODULES = (
     "klaviyo_export.commands.config",
@@ -50,8 +52,19 @@ AS_HELP = (
 JSON_HELP = "print one JSON object (the last line) for scripts; errors too"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors also answer ``--json`` with a JSON object."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if self.json_errors:
+            emit_json({"error": {"type": "usage", "message": message}, "exit_code": 2})
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="klaviyo-export",
         description="Export customer segments into Klaviyo lists.",
         epilog="Configuration comes from the environment: REDIS_URL, KLAVIYO_BASE_URL, "
@@ -104,11 +117,14 @@ def _accept_global_flags(leaf: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("KLAVIYO_EXPORT_LOG_LEVEL", "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    _Parser.json_errors = "--json" in words
+    try:
+        level = log_level()
+    except ConfigurationError as exc:
+        return fail(str(exc), as_json=_Parser.json_errors, kind="configuration")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(words)
     as_json = bool(getattr(args, "json", False))
     try:
         args.actor = Actor.parse(args.acting_as) if args.acting_as else Actor.from_env()
@@ -125,9 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc), as_json=as_json, kind="klaviyo_refused")
     except KlaviyoError as exc:
         return fail(str(exc), Exit.UNAVAILABLE, as_json=as_json, kind="klaviyo_unavailable")
-    except redis.RedisError as exc:
-        message = f"cannot use Redis at {_redis_where()}: {type(exc).__name__}; is it running?"
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        message = f"cannot reach Redis at {_redis_where()}: {type(exc).__name__}; is it running?"
         return fail(message, Exit.UNAVAILABLE, as_json=as_json, kind="redis_unavailable")
+    except redis.RedisError as exc:  # reached, but it refused (auth, OOM, read-only, ...)
+        message = f"Redis at {_redis_where()} refused the command: {type(exc).__name__}"
+        return fail(message, Exit.UNAVAILABLE, as_json=as_json, kind="redis_refused")
     except OperationalError as exc:
         message = f"cannot reach the broker: {type(exc).__name__}; is it running?"
         return fail(message, Exit.UNAVAILABLE, as_json=as_json, kind="broker_unavailable")

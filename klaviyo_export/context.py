@@ -16,6 +16,10 @@ from klaviyo_export.secrets import SecretBox
 from klaviyo_export.settings import Settings
 from klaviyo_export.store import Connection, Store
 
+REDIS_CONNECT_TIMEOUT = 5.0
+REDIS_TIMEOUT = 30.0
+"""Longer than any one command of ours takes (a 10,000-field HSET, a Lua script)."""
+
 
 @dataclass(frozen=True)
 class Context:
@@ -29,7 +33,14 @@ class Context:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Context:
         """Everything from ``env`` (default: the process environment)."""
         settings = Settings.from_env(env)
-        client = redis.Redis.from_url(settings.store_url)
+        # Timeouts: a Redis that vanishes without a reset (a partition, a paused
+        # VM) must fail a call, not hang it, so that waits end at --timeout.
+        client = redis.Redis.from_url(
+            settings.store_url,
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+            socket_timeout=REDIS_TIMEOUT,
+            health_check_interval=30,
+        )
         box = SecretBox(settings.secret_key) if settings.secret_key else None
         return cls(
             settings=settings,

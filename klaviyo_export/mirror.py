@@ -43,7 +43,10 @@ def brake_reason(export: Export, to_remove: int, members: int, in_segment: int) 
 def after_adds(ctx: Context, run_id: str, launch_removals: LaunchRemovals) -> str:
     """The run's adds are done: finish it, hold it at the brake, or start removing."""
     chunks = ctx.runs.removal_chunks(run_id)
-    if chunks == 0 or ctx.runs.abort_reason(run_id) is not None:
+    # A resumed run decided its removals in its first attempt (removed, or
+    # rejected at the brake): resending its failed adds must not ask again.
+    decided = ctx.runs.removals_decided(run_id)
+    if chunks == 0 or decided or ctx.runs.abort_reason(run_id) is not None:
         return str(ctx.runs.finish(run_id)["status"])
     reason = ctx.runs.brake_reason(run_id)
     if reason is not None:

@@ -34,6 +34,8 @@ MAX_TRANSIENT_ATTEMPTS: Final = 8
 MAX_THROTTLED_ATTEMPTS: Final = 30
 """A blocking caller gives up after this many 429s in a row (a worker never does)."""
 MAX_BACKOFF_SECONDS: Final = 120.0
+PATIENCE_SECONDS: Final = 600.0
+"""The longest one call of a command waits for its turn and its retries in all."""
 UNVERIFIED_ACCOUNT: Final = "unverified-key"
 """The quota a key's first check counts against: its account is not known yet."""
 
@@ -60,10 +62,23 @@ class Quota:
         """Take one request, sleeping up to ``max_sleep``; 0.0, or the wait still ahead."""
         return self.limiter.acquire(self.account, operation, max_sleep=max_sleep)
 
-    def block(self, operation: str) -> None:
-        """Take one request, sleeping as long as it takes (a ``before_request`` hook)."""
-        while self.acquire(operation, max_sleep=60.0):
-            pass
+    def block(self, operation: str, deadline: float | None = None) -> None:
+        """Take one request, sleeping as long as it takes, or until ``deadline``
+        (``time.monotonic()``), past which ``ThrottledError`` says how long."""
+        while True:
+            left = 60.0 if deadline is None else min(60.0, deadline - time.monotonic())
+            wait = self.acquire(operation, max_sleep=max(0.0, left))
+            if not wait:
+                return
+            if deadline is not None and time.monotonic() + wait > deadline:
+                raise ThrottledError(
+                    f"the shared rate limit asks for {wait:.0f} s more, past this command's "
+                    f"patience ({PATIENCE_SECONDS:.0f} s): try again later",
+                    retry_after=wait,
+                    status=None,
+                    operation=operation,
+                )
+            time.sleep(min(wait, 60.0))
 
     def throttled(self, operation: str | None, retry_after: float | None, attempt: int) -> float:
         """A 429: every process waits out Retry-After (or a backoff) for this operation."""
@@ -88,12 +103,17 @@ class PatientClient(KlaviyoClient):
         quota: Quota,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(api_key, settings, before_request=quota.block)
+        super().__init__(api_key, settings, before_request=self._take_turn)
         self._quota = quota
         self._sleep = sleep
+        self._deadline: float | None = None
+
+    def _take_turn(self, operation: str) -> None:
+        self._quota.block(operation, self._deadline)
 
     def request(self, operation: str, method: str, path_or_url: str, **kwargs: Any) -> Any:
         transient = throttled = 0
+        self._deadline = time.monotonic() + PATIENCE_SECONDS
         while True:
             try:
                 return super().request(operation, method, path_or_url, **kwargs)

@@ -21,7 +21,14 @@ from typing import Any, Final
 import redis
 
 from klaviyo_export.errors import NotFound
-from klaviyo_export.scripts import RECORD_BATCH, RECORD_REMOVAL, RELEASE_LOCK, REOPEN_BATCH
+from klaviyo_export.scripts import (
+    APPEND_JOB_ERRORS,
+    MARK_RUNNING,
+    RECORD_BATCH,
+    RECORD_REMOVAL,
+    RELEASE_LOCK,
+    REOPEN_BATCH,
+)
 from klaviyo_export.store import new_id, text
 from schemas import keys
 from schemas.contracts import FINAL_RUN_STATUSES, VERSION
@@ -54,6 +61,8 @@ class Runs:
         self._release_lock = client.register_script(RELEASE_LOCK)
         self._reopen_batch = client.register_script(REOPEN_BATCH)
         self._record_removal = client.register_script(RECORD_REMOVAL)
+        self._mark_running = client.register_script(MARK_RUNNING)
+        self._append_job_errors = client.register_script(APPEND_JOB_ERRORS)
 
     # -- producer side -------------------------------------------------------------
 
@@ -97,13 +106,17 @@ class Runs:
         """Give up the export's run lock if ``run_id`` holds it."""
         return bool(self._release_lock(keys=[keys.export_lock(export_id)], args=[run_id]))
 
-    def locks(self) -> list[tuple[str, str]]:
-        """Every export run lock: (export id, the run id holding it)."""
+    def locks(self) -> list[tuple[str, str, float]]:
+        """Every export run lock: (export id, the run id holding it, its age in s)."""
         found = []
         for key in self.redis.scan_iter(match=keys.EXPORT_LOCK_PATTERN, count=1000):
-            holder = self.redis.get(key)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.ttl(key)
+            holder, ttl = pipe.execute()
             if holder is not None:
-                found.append((keys.export_of_lock(text(key)), text(holder)))
+                age = LOCK_TTL - int(ttl) if int(ttl) >= 0 else float(LOCK_TTL)
+                found.append((keys.export_of_lock(text(key)), text(holder), float(age)))
         return found
 
     def exists(self, run_id: str) -> bool:
@@ -170,24 +183,23 @@ class Runs:
 
     def mark_running(
         self, run_id: str, rows_read: int, submitted: int, batches: int, unchanged: int = 0
-    ) -> None:
+    ) -> bool:
+        """The segment is read: the run uploads. False if it was ended meanwhile."""
         now = repr(time.time())
-        pipe = self.redis.pipeline()
-        pipe.hset(
-            keys.run(run_id),
-            mapping={
-                "status": "running",
-                "rows_read": rows_read,
-                "submitted": submitted,
-                "batches_total": batches,
-                "unchanged": unchanged,
-                "started_at": now,
-                "attempt_started_at": now,
-                "updated_at": now,
-            },
+        fields: dict[str, Any] = {
+            "status": "running",
+            "rows_read": rows_read,
+            "submitted": submitted,
+            "batches_total": batches,
+            "unchanged": unchanged,
+            "started_at": now,
+            "attempt_started_at": now,
+            "updated_at": now,
+        }
+        pairs = [item for pair in fields.items() for item in pair]
+        return bool(
+            self._mark_running(keys=[keys.run(run_id), keys.RUNS_ACTIVE], args=[run_id, *pairs])
         )
-        pipe.sadd(keys.RUNS_ACTIVE, run_id)
-        pipe.execute()
 
     def set_progress(self, run_id: str, rows_read: int) -> None:
         """Rows read so far; also progress the watchdog sees for a pending run."""
@@ -257,6 +269,13 @@ class Runs:
             mapping={"status": status, "message": message, "updated_at": repr(time.time())},
         )
 
+    def removals_decided(self, run_id: str) -> bool:
+        """The run's removals were rejected at the brake, or sent (any chunk has a result)."""
+        return bool(
+            self.redis.hexists(keys.run(run_id), "removals_rejected")
+            or self.redis.hlen(keys.run_removal_results(run_id))
+        )
+
     def brake_reason(self, run_id: str) -> str | None:
         raw = self.redis.hget(keys.run(run_id), "brake_reason")
         return text(raw) if raw else None
@@ -296,21 +315,34 @@ class Runs:
         return json.loads(raw) if raw else None
 
     def add_job_errors(
-        self, run_id: str, number: int, errors: Iterable[Mapping[str, Any]], next_url: str | None
-    ) -> None:
-        """One page of the batch job's errors, and where the next page is (None:
-        that was the last), in one transaction: a task handed back between two
-        pages goes on from the page it reached, never counting one twice."""
-        pipe = self.redis.pipeline(transaction=True)
-        items = [json.dumps(dict(e)) for e in errors]
-        if items:
-            pipe.rpush(keys.batch_errors(run_id, number), *items)
-        if next_url is None:
-            pipe.hset(keys.batch_state(run_id, number), "errors_done", 1)
-            pipe.hdel(keys.batch_state(run_id, number), "errors_next")
-        else:
-            pipe.hset(keys.batch_state(run_id, number), "errors_next", next_url)
-        pipe.execute()
+        self,
+        run_id: str,
+        number: int,
+        page: str | None,
+        errors: Iterable[Mapping[str, Any]],
+        next_url: str | None,
+    ) -> bool:
+        """The page ``page`` (None: the first) of the batch job's errors, and where
+        the next page is (None: that was the last), once: a task handed back
+        between two pages goes on from the page it reached, and of two
+        deliveries of one batch only the first appends a page. False if it
+        was not appended."""
+        return bool(
+            self._append_job_errors(
+                keys=[
+                    keys.batch_errors(run_id, number),
+                    keys.batch_state(run_id, number),
+                    keys.run_batch_results(run_id),
+                ],
+                args=[
+                    number,
+                    page or "",
+                    next_url or "",
+                    FAILED_PAYLOAD_TTL,
+                    *(json.dumps(dict(e)) for e in errors),
+                ],
+            )
+        )
 
     def job_errors(self, run_id: str, number: int) -> list[dict[str, Any]]:
         raw = self.redis.lrange(keys.batch_errors(run_id, number), 0, -1)

@@ -71,6 +71,43 @@ return 1
 """
 
 
+# A run that read its segment starts uploading, unless it was ended meanwhile
+# (the watchdog fails a pending run whose producer made no progress for the
+# stall time, and frees its lock: a second run may hold it now).
+# KEYS[1] run hash, KEYS[2] active-runs set
+# ARGV[1] run id, ARGV[2..] field, value, field, value, ...
+# Returns 1 if the run is running now, 0 if it was no longer pending.
+MARK_RUNNING: Final = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+# Append one page of a batch job's errors, once, and say where the next page is.
+# KEYS[1] the batch's gathered-errors list, KEYS[2] batch state, KEYS[3] batch results
+# ARGV[1] batch number, ARGV[2] the page fetched ("" for the first), ARGV[3] the
+# next page ("" after the last), ARGV[4] TTL of the list, ARGV[5..] error JSON
+# Returns 1 if appended, 0 if another delivery got there first (the page was
+# appended already, or the batch has its result and the list is gone).
+APPEND_JOB_ERRORS: Final = """
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 0 end
+if redis.call('HGET', KEYS[2], 'errors_done') then return 0 end
+local at = redis.call('HGET', KEYS[2], 'errors_next') or ''
+if at ~= ARGV[2] then return 0 end
+for i = 5, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+if #ARGV >= 5 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if ARGV[3] == '' then
+  redis.call('HSET', KEYS[2], 'errors_done', 1)
+  redis.call('HDEL', KEYS[2], 'errors_next')
+else
+  redis.call('HSET', KEYS[2], 'errors_next', ARGV[3])
+end
+return 1
+"""
+
+
 # Release an export's run lock if this run holds it.
 # KEYS[1] lock key; ARGV[1] run id. Returns 1 if released.
 RELEASE_LOCK: Final = """

@@ -43,6 +43,7 @@ Options (environment variable, default):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ from klaviyo_export.cron import parse_cron
 from klaviyo_export.errors import ConfigurationError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+BROKER_SCHEMES = (*REDIS_SCHEMES, "amqp://", "amqps://", "pyamqp://")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_REFRESH_CRON = "0 3 * * *"
 FILE_SUFFIX = "_FILE"
 
@@ -80,12 +84,12 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The settings in ``env`` (default: the process environment), all checked."""
         read = _Reader(os.environ if env is None else env)
-        redis_url = read.secret("REDIS_URL") or DEFAULT_REDIS_URL
+        redis_url = read.service_url("REDIS_URL", REDIS_SCHEMES) or DEFAULT_REDIS_URL
         visibility = read.number("KLAVIYO_EXPORT_VISIBILITY_TIMEOUT", int, 1800, 10, None, "s")
         return cls(
-            broker_url=read.secret("CELERY_BROKER_URL") or redis_url,
-            result_backend=read.secret("CELERY_RESULT_BACKEND") or redis_url,
-            store_url=read.secret("KLAVIYO_EXPORT_STORE_URL") or redis_url,
+            broker_url=read.service_url("CELERY_BROKER_URL", BROKER_SCHEMES) or redis_url,
+            result_backend=read.service_url("CELERY_RESULT_BACKEND", REDIS_SCHEMES) or redis_url,
+            store_url=read.service_url("KLAVIYO_EXPORT_STORE_URL", REDIS_SCHEMES) or redis_url,
             secret_key=read.secret("KLAVIYO_EXPORT_SECRET_KEY"),
             max_profiles_per_run=read.number(
                 "KLAVIYO_EXPORT_MAX_PROFILES_PER_RUN", int, 0, 0, None, "profiles (0: no cap)"
@@ -135,6 +139,16 @@ class _Reader:
             raise ConfigurationError(f"{name}{FILE_SUFFIX}: {path} is empty")
         return content
 
+    def service_url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        """A Redis or broker URL. It may hold a password, so a bad one is
+        described, never shown."""
+        value = self.secret(name)
+        if value is not None and not value.startswith(schemes):
+            raise ConfigurationError(
+                f"{name} is not a URL this setting takes: it must start with {', '.join(schemes)}"
+            )
+        return value
+
     def number(
         self,
         name: str,
@@ -154,7 +168,8 @@ class _Reader:
             number = kind(value)
         except ValueError:
             raise ConfigurationError(f"{name}={value!r} is not {noun}: allowed {allowed}") from None
-        if number != number or number < low or (high is not None and number > high):
+        finite = math.isfinite(number)
+        if not finite or number < low or (high is not None and number > high):
             raise ConfigurationError(f"{name}={value!r} is out of range: allowed {allowed}")
         return number
 
@@ -178,3 +193,15 @@ class _Reader:
                 "empty disables the refresh)"
             ) from None
         return expression
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """``KLAVIYO_EXPORT_LOG_LEVEL`` (WARNING), checked: read before anything logs."""
+    value = (os.environ if env is None else env).get("KLAVIYO_EXPORT_LOG_LEVEL") or "WARNING"
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"KLAVIYO_EXPORT_LOG_LEVEL={value!r} is not a log level: "
+            f"allowed {', '.join(LOG_LEVELS)}"
+        )
+    return level

@@ -40,7 +40,7 @@ JOB_SECONDS_PER_PROFILE: Final = 1 / 5000
 
 STATE_LOOKUP_CHUNK: Final = 1000
 """Accepted rows looked up in the export's state per round trip."""
-PROGRESS_EVERY: Final = 50_000
+PROGRESS_EVERY: Final = 10_000
 REMOVAL_CHUNK: Final = 1000
 """Emails per stored removal chunk: one removal task, one list call, each."""
 

@@ -15,7 +15,8 @@ from klaviyo_export.errors import ExportBusy, ExportError
 from producer.dispatch import launch_run
 from producer.runner import interrupted
 
-RESUMABLE = ("failed", "partially_succeeded")
+RESUMABLE = ("failed", "partially_succeeded", "rejected")
+"""A rejected mirror run may still have adds that failed; its removals stay rejected."""
 
 
 def resume_run(ctx: Context, actor: Actor, run_id: str) -> list[int]:
@@ -23,7 +24,8 @@ def resume_run(ctx: Context, actor: Actor, run_id: str) -> list[int]:
     status = ctx.runs.status(run_id)
     if status["status"] not in RESUMABLE:
         raise ExportError(
-            f"run {run_id} is {status['status']}: only failed or partially succeeded runs resume"
+            f"run {run_id} is {status['status']}: only failed, partially succeeded or "
+            "rejected runs resume"
         )
     export = ctx.store.get_export(status["export_id"])  # a removed export never runs again
     connection_id, _ = ctx.runs.target(run_id)

@@ -107,18 +107,25 @@ def _start(
 ) -> None:
     try:
         _preflight(ctx, export)
+        ctx.runs.touch(run_id)  # alive: the check may have waited on the rate limit
         loaded = _read_and_store(ctx, run_id, export, request, on_progress)
     except (ExportError, KlaviyoError) as exc:
         ctx.runs.discard_batches(run_id)
         ctx.runs.finish(run_id, status="failed", message=str(exc))
         return
-    ctx.runs.mark_running(
+    if not ctx.runs.mark_running(
         run_id,
         rows_read=loaded.rows_read,
         submitted=loaded.submitted,
         batches=loaded.batches,
         unchanged=loaded.unchanged,
-    )
+    ):
+        ctx.runs.discard_batches(run_id)
+        status = ctx.runs.status(run_id)
+        raise ExportError(
+            f"run {run_id} was ended while it read the segment ({status['status']}: "
+            f"{status['message']}): nothing was sent"
+        )
     try:
         _check_caps(loaded.submitted, export, connection, ctx.settings.max_profiles_per_run)
     except ExportError as exc:
@@ -213,7 +220,7 @@ def _read_and_store(
         batch_profiles=ctx.settings.batch_profiles,
         on_batch=store,
         on_rejected=reject,
-        on_progress=progress if on_progress is not None else None,
+        on_progress=progress,  # always: it is also the heartbeat the watchdog reads
     )
     ctx.runs.add_rejections(run_id, rejected)
     removals = decide_removals(

@@ -142,7 +142,7 @@ def _advance(
             )
             raise RetryLater(poll_delay(0), "job submitted", polling=True)
         if state.get("job_done"):
-            return _record_job_outcome(runs, batch, job_id, _gather_errors(runs, client, batch))
+            return _outcome(runs, client, batch, job_id)
         job = client.get_bulk_import_job(job_id)
         if not job.done:
             polls = int(state.get("polls", 0)) + 1
@@ -155,10 +155,10 @@ def _advance(
             raise RetryLater(poll_delay(polls), f"job {job.status}")
         if job.status == "cancelled":
             return _fail_all(runs, batch, "job_cancelled", f"Klaviyo cancelled job {job_id}")
-        errors: list[ImportErrorItem] = []
-        if job.failed_count:
-            runs.set_batch_state(batch.run_id, batch.number, job_done=1)
-            errors = _gather_errors(runs, client, batch)
+        if not job.failed_count:
+            return _record_job_outcome(runs, batch, job_id, [])
+        runs.set_batch_state(batch.run_id, batch.number, job_done=1)
+        return _outcome(runs, client, batch, job_id)
     except ThrottledError as exc:
         wait = quota.throttled(exc.operation, exc.retry_after, attempts + 1)
         raise RetryLater(wait + random.uniform(0, 0.5), "throttled by Klaviyo") from None
@@ -182,24 +182,38 @@ def _advance(
         return _fail_all(runs, batch, "list_not_found", message)
     except (BadRequestError, FatalError) as exc:
         return _fail_all(runs, batch, exc.code or "rejected", f"Klaviyo rejected the batch: {exc}")
+
+
+def _outcome(runs: Runs, client: KlaviyoClient, batch: Batch, job_id: str) -> dict[str, Any]:
+    """A done job with failed rows: gather them (resumably), then record the result."""
+    errors = _gather_errors(runs, client, batch)
+    if errors is None:
+        recorded = runs.batch_result(batch.run_id, batch.number)
+        if recorded is None:
+            raise RetryLater(1.0, "the batch's state is gone; looking again", polling=True)
+        return recorded
     return _record_job_outcome(runs, batch, job_id, errors)
 
 
-def _gather_errors(runs: Runs, client: KlaviyoClient, batch: Batch) -> list[ImportErrorItem]:
+def _gather_errors(runs: Runs, client: KlaviyoClient, batch: Batch) -> list[ImportErrorItem] | None:
     """Every row the batch's job failed, page by page, kept in Redis as it goes.
 
     A wait (the rate limit) hands the task back between pages; the next
-    delivery goes on from the page it reached. Starting over each time, a
+    delivery goes on from the page it reached. None: another delivery of the
+    batch recorded its result meanwhile. Starting over each time, a
     batch Klaviyo failed whole (100 pages of errors) never got to its end.
     """
     state = runs.batch_state(batch.run_id, batch.number)
     job_id = state["job_id"]
-    next_url = state.get("errors_next")
-    while not state.get("errors_done"):
-        items, next_url = client.import_errors_page(job_id, next_url)
-        runs.add_job_errors(batch.run_id, batch.number, map(_error_record, items), next_url)
-        if next_url is None:
-            break
+    page = state.get("errors_next")
+    done = bool(state.get("errors_done"))
+    while not done:
+        items, following = client.import_errors_page(job_id, page)
+        runs.add_job_errors(batch.run_id, batch.number, page, map(_error_record, items), following)
+        state = runs.batch_state(batch.run_id, batch.number)  # where any delivery got to
+        if not state:  # another delivery recorded the batch: its result stands
+            return None
+        page, done = state.get("errors_next"), bool(state.get("errors_done"))
     seen: set[str] = set()
     errors = []
     for record in runs.job_errors(batch.run_id, batch.number):

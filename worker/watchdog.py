@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from klaviyo_export.errors import NotFound
 from klaviyo_export.runs import Runs
 from schemas.contracts import FINAL_RUN_STATUSES
 
@@ -106,31 +107,39 @@ def sweep(
 
 
 def clear_locks(runs: Runs, stale_after: float, now: float | None = None) -> list[str]:
-    """Release the run locks no live run holds; returns the exports freed."""
+    """Release the run locks no live run holds; returns the exports freed.
+
+    A lock younger than ``GRACE`` is left alone: a ``resume`` takes the lock
+    of a final run and only then makes it ``running`` again.
+    """
     now = time.time() if now is None else now
     freed = []
-    for export_id, run_id in runs.locks():
-        if not runs.exists(run_id):
-            why = "its run is gone"
-        else:
-            status = runs.status(run_id)["status"]
-            if status in FINAL_RUN_STATUSES:
-                why = f"its run is {status}"
-            elif status == "pending" and now - runs.updated_at(run_id) >= stale_after:
-                runs.finish(
-                    run_id,
-                    status="failed",
-                    message=f"the producer stopped reading the segment "
-                    f"(no progress for {stale_after:.0f} s)",
-                )
-                why = "its run stopped while reading the segment"
-                runs.release_lock(export_id, run_id)  # finish released it already
-                log.warning("export %s: run lock of %s released: %s", export_id, run_id, why)
-                freed.append(export_id)
-                continue
-            else:
-                continue
-        if runs.release_lock(export_id, run_id):
-            log.warning("export %s: run lock of %s released: %s", export_id, run_id, why)
-            freed.append(export_id)
+    for export_id, run_id, age in runs.locks():
+        if age < GRACE:
+            continue
+        why = _why_free(runs, run_id, stale_after, now)
+        if why is None:
+            continue
+        runs.release_lock(export_id, run_id)  # ending a stalled run released it already
+        log.warning("export %s: run lock of %s released: %s", export_id, run_id, why)
+        freed.append(export_id)
     return freed
+
+
+def _why_free(runs: Runs, run_id: str, stale_after: float, now: float) -> str | None:
+    """Why the lock of ``run_id`` must go, or None while the run is alive."""
+    try:
+        status = runs.status(run_id)["status"]
+    except NotFound:
+        return "its run is gone"
+    if status in FINAL_RUN_STATUSES:
+        return f"its run is {status}"
+    if status != "pending" or now - runs.updated_at(run_id) < stale_after:
+        return None
+    runs.discard_batches(run_id)  # its rows (emails) must not linger
+    runs.finish(
+        run_id,
+        status="failed",
+        message=f"the producer stopped reading the segment (no progress for {stale_after:.0f} s)",
+    )
+    return "its run stopped while reading the segment"

@@ -128,6 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(ctx, args)
     progress = RunProgress(enabled=not args.json)
+    began = time.monotonic()  # --timeout counts the reading too
     request = RunRequest(
         args.export_id, _source(args.source), args.actor, args.format, full=args.full
     )
@@ -144,7 +145,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         print(run_id, flush=True)
-    return report(follow(ctx, run_id, progress, args.timeout), args.json)
+    timeout = None if args.timeout is None else max(0.0, args.timeout - (time.monotonic() - began))
+    return report(follow(ctx, run_id, progress, timeout), args.json)
 
 
 def _approve(args: argparse.Namespace) -> int:

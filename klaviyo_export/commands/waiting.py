@@ -54,7 +54,7 @@ def follow(
                 raise Unavailable(_gone(run_id, seen)) from None
             except _REDIS_LOST as exc:
                 if seen is None:
-                    raise  # never reached: a plain "cannot use Redis"
+                    raise  # never reached: a plain "cannot reach Redis"
                 if not lost:
                     progress.note(f"lost Redis ({type(exc).__name__}): still waiting, retrying")
                     lost = True

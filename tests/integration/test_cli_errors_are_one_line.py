@@ -45,7 +45,7 @@ def test_an_unreachable_redis_is_one_line_without_its_password() -> None:
 
     assert proc.returncode == 5
     line = _one_line(proc.stderr)
-    assert line.startswith("klaviyo-export: error: cannot use Redis at redis://127.0.0.1:")
+    assert line.startswith("klaviyo-export: error: cannot reach Redis at redis://127.0.0.1:")
     assert "hunter2" not in proc.stderr + proc.stdout
 
 
@@ -114,3 +114,13 @@ def test_the_sandbox_logs_each_request_at_debug() -> None:
         server.terminate()
         _, stderr = server.communicate(timeout=20)
     assert "GET /_sandbox/health 200" in stderr
+
+
+def test_a_bad_log_level_and_a_usage_error_are_one_line_and_json(redis_url: str) -> None:
+    proc = _cli("runs", "--json", REDIS_URL=redis_url, KLAVIYO_EXPORT_LOG_LEVEL="loud")
+    assert proc.returncode == 2
+    assert "KLAVIYO_EXPORT_LOG_LEVEL='loud' is not a log level" in _one_line(proc.stderr)
+    assert json.loads(proc.stdout)["error"]["type"] == "configuration"
+    usage = _cli("status", "r_x", "--watch", "--timeout", "-1", "--json", REDIS_URL=redis_url)
+    assert usage.returncode == 2
+    assert json.loads(usage.stdout)["error"]["type"] == "usage"

@@ -202,4 +202,4 @@ def test_resume_sends_again_only_what_did_not_succeed(kx: Pipeline, tmp_path: Pa
     assert ",klaviyo," not in report  # the failed rows left the report
     again = kx.cli("resume", first["run_id"])
     assert again.returncode == 2
-    assert "only failed or partially succeeded runs resume" in again.stderr
+    assert "only failed, partially succeeded or rejected runs resume" in again.stderr

@@ -106,3 +106,39 @@ def test_a_pointer_to_the_whole_document_is_not_shown() -> None:
     )
     error = ThrottledError("x", retry_after=1.0, operation="get_list")
     assert str(error) == "get_list: HTTP 429: x"
+
+
+class _StubLimiter:
+    """Answers the waits it is given, one per call (seconds; 0 admits)."""
+
+    def __init__(self, *waits: float) -> None:
+        self.waits = list(waits)
+        self.calls = 0
+
+    def acquire(self, account: str, operation: str, max_sleep: float) -> float:
+        self.calls += 1
+        wait = self.waits.pop(0) if self.waits else 0.0
+        return wait if wait > max_sleep else 0.0
+
+
+def test_a_long_shared_wait_is_slept_not_spun(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("klaviyo_export.policy.time.sleep", slept.append)
+    limiter = _StubLimiter(100.0, 40.0)
+    Quota(limiter, "acct").block("get_list")  # type: ignore[arg-type]
+    assert slept == [60.0]  # 100 s ahead: slept in 60 s steps, then admitted
+    assert limiter.calls == 2  # the 40 s left are slept inside the limiter
+
+
+def test_a_wait_past_the_commands_patience_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("klaviyo_export.policy.time.sleep", lambda s: None)
+    with pytest.raises(ThrottledError, match="past this command's patience"):
+        Quota(_StubLimiter(5000.0), "acct").block("get_list", deadline=0.0)  # type: ignore[arg-type]
+
+
+def test_retry_after_is_bounded() -> None:
+    from klaviyo_client.classify import MAX_RETRY_AFTER, parse_retry_after
+
+    assert parse_retry_after("inf") == MAX_RETRY_AFTER
+    assert parse_retry_after("99999999") == MAX_RETRY_AFTER
+    assert parse_retry_after("2") == 2.0

@@ -14,13 +14,13 @@ from klaviyo_client import KeyCheck, KlaviyoList
 from klaviyo_export.actors import Actor
 from klaviyo_export.context import Context
 from klaviyo_export.policy import PatientClient
-from klaviyo_export.runs import Runs
+from klaviyo_export.runs import LOCK_TTL, Runs
 from klaviyo_export.secrets import SecretBox, generate_key
 from klaviyo_export.settings import Settings
 from klaviyo_export.store import Store
 from producer import runner
 from schemas import keys
-from worker.watchdog import clear_locks
+from worker.watchdog import GRACE, clear_locks
 
 ADMIN = Actor("ann", "admin")
 
@@ -80,9 +80,22 @@ def test_the_watchdog_frees_locks_of_final_gone_and_stalled_runs(ctx: Context) -
     runs.lock_export("e_reading", reading)
     runs.redis.hset(keys.run(stalled), "updated_at", repr(time.time() - 1000))
 
+    assert clear_locks(runs, stale_after=900) == []  # a lock this young may be a resume's
+
+    for export_id in ("e_final", "e_gone", "e_stalled", "e_reading"):  # a minute on
+        runs.redis.expire(keys.export_lock(export_id), LOCK_TTL - int(GRACE) - 30)
     freed = clear_locks(runs, stale_after=900)
 
     assert sorted(freed) == ["e_final", "e_gone", "e_stalled"]
-    assert runs.locks() == [("e_reading", reading)]
+    assert [(export, run) for export, run, _ in runs.locks()] == [("e_reading", reading)]
     assert runs.status(stalled)["status"] == "failed"
     assert "stopped reading the segment" in runs.status(stalled)["message"]
+
+
+def test_a_run_ended_while_reading_never_starts_uploading(ctx: Context) -> None:
+    run_id = ctx.runs.create("e_1", "s.csv", "ann", "c_1", "L1")
+    ctx.runs.finish(run_id, status="failed", message="the producer stopped reading")
+
+    assert ctx.runs.mark_running(run_id, rows_read=1, submitted=1, batches=1) is False
+    assert ctx.runs.status(run_id)["status"] == "failed"
+    assert ctx.runs.active() == []

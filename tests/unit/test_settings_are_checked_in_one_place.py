@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from klaviyo_export.errors import ConfigurationError
-from klaviyo_export.settings import Settings
+from klaviyo_export.settings import Settings, log_level
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,18 @@ def test_a_secret_file_problem_never_shows_the_secret(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ConfigurationError, match="is empty"):
         Settings.from_env({"KLAVIYO_EXPORT_SECRET_KEY_FILE": str(tmp_path / "empty")})
+
+
+def test_urls_and_log_levels_are_checked_without_showing_a_password() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env({"REDIS_URL": "127.0.0.1:6379"})
+    assert str(raised.value).startswith("REDIS_URL is not a URL this setting takes")
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env({"CELERY_BROKER_URL": "http://user:s3cret@rabbit/"})
+    assert "s3cret" not in str(raised.value)
+    assert Settings.from_env({"CELERY_BROKER_URL": "amqp://g:g@h//"}).broker_url.startswith("amqp")
+    with pytest.raises(ConfigurationError, match="is out of range"):
+        Settings.from_env({"KLAVIYO_EXPORT_STALL_SECONDS": "inf"})
+    with pytest.raises(ConfigurationError, match="is not a log level"):
+        log_level({"KLAVIYO_EXPORT_LOG_LEVEL": "loud"})
+    assert log_level({"KLAVIYO_EXPORT_LOG_LEVEL": "debug"}) == "DEBUG"
