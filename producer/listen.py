@@ -15,8 +15,10 @@ takes one at a time (prefetch 1) and, for each:
 A request that cannot be honoured (bad JSON, schema errors, unknown export,
 forbidden, disabled export, no source) is published to ``kx.requests.dead``
 wrapped with the error (``schemas.contracts.DeadLetterSchema``), then
-acked. A request for an export whose previous run is still in progress is
-acked and *skipped* (runs of one export never overlap; it is not queued).
+acked; the log line says how many letters wait there
+(``klaviyo-export dead-letters`` reads them). A request for an export whose
+previous run is still in progress is acked and *skipped* (runs of one export
+never overlap; it is not queued).
 If Redis (the store) cannot be reached, the request is put back on the queue
 and the listener waits before the next.
 
@@ -24,8 +26,14 @@ A run that starts but cannot complete (unreadable source, bad key, over a
 cap) is a recorded ``failed`` run, as with ``klaviyo-export run``: see
 ``klaviyo-export runs``.
 
-SIGTERM or SIGINT stops the listener after the request in hand. Logs name
-export and run ids, never a profile, email or key.
+On Redis a request is a plain JSON list item or a kombu envelope: see
+``klaviyo_export.broker``, which this module installs. A lost broker
+connection (Redis or RabbitMQ restarting) is one log line, and one more when
+it is back; the listener reconnects by itself and carries on.
+
+Each outcome is logged once (``on_outcome`` lets ``listen --json`` print it
+for scripts too). SIGTERM or SIGINT stops the listener after the request in
+hand. Logs name export and run ids, never a profile, email or key.
 """
 
 from __future__ import annotations
@@ -47,16 +55,17 @@ from kombu.connection import Connection
 from kombu.exceptions import OperationalError
 from kombu.mixins import ConsumerProducerMixin
 
-from klaviyo_export import audit
+from klaviyo_export import audit, broker, dead_letters
 from klaviyo_export.actors import Actor, Forbidden, require_use
 from klaviyo_export.context import Context
-from klaviyo_export.errors import ConfigurationError, ExportError, NotFound
+from klaviyo_export.errors import ConfigurationError, ExportBusy, ExportError, NotFound
 from producer.publish import InvalidRequest, validate
-from producer.runner import ExportBusy, RunRequest, start_run
+from producer.runner import RunRequest, start_run
 from schemas import tasks
 from schemas.contracts import VERSION
 
 log = logging.getLogger(__name__)
+broker.install()  # plain JSON requests on Redis, and a close that survives a restart
 
 STORE_RETRY_SECONDS: Final = 5.0
 """How long to wait before the next message after the store could not be reached."""
@@ -86,6 +95,7 @@ class Outcome:
     trigger: str | None = None
     error: dict[str, Any] | None = None
     detail: str = ""
+    dead_letters: int | None = None  # letters waiting on the dead-letter queue, this one included
 
     def public(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, "")}
@@ -97,8 +107,10 @@ class Outcome:
         if self.outcome == "skipped":
             return f"skipped a request for export {self.export_id}{who}: {self.detail}"
         if self.outcome == "dead_lettered" and self.error:
+            waiting = "" if self.dead_letters is None else f" ({self.dead_letters} waiting)"
             return (
-                f"sent to {tasks.DEAD_LETTER_QUEUE}: {self.error['type']}: {self.error['message']}"
+                f"sent to {tasks.DEAD_LETTER_QUEUE}{waiting}: "
+                f"{self.error['type']}: {self.error['message']}"
             )
         return f"{self.outcome}: {self.detail}"
 
@@ -235,6 +247,8 @@ class Listener(ConsumerProducerMixin):
         )
         self.handled = 0
         self._last_activity = time.monotonic()
+        self._lost_at: float | None = None
+        self._store = broker.StoreMark(ctx.redis)
         self.should_stop = False
 
     # -- kombu hooks ---------------------------------------------------------------
@@ -251,9 +265,25 @@ class Listener(ConsumerProducerMixin):
 
     def on_connection_revived(self) -> None:
         self._last_activity = time.monotonic()  # idle time counts from (re)connecting
+        emptied = self._store_emptied()
+        if self._lost_at is None:
+            return
+        away = time.monotonic() - self._lost_at
+        self._lost_at = None
+        gone = "; Redis came back empty: the runs in progress are gone" if emptied else ""
+        log.warning("broker connection back after %.0f s: listening again%s", away, gone)
+
+    def on_connection_error(self, exc: Exception, interval: float) -> None:
+        # kombu logs every attempt with a traceback; the loss was said once already.
+        log.debug("broker still away (%s): next try in %.0f s", type(exc).__name__, interval)
 
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **_: Any) -> None:
-        log.info("listening on %s at %s", tasks.REQUESTS_QUEUE, connection.as_uri())
+        log.info(
+            "listening on %s at %s; %s",
+            tasks.REQUESTS_QUEUE,
+            connection.as_uri(),
+            self._waiting_phrase(connection),
+        )
 
     def on_iteration(self) -> None:
         idle = self.limits.idle_seconds
@@ -299,6 +329,19 @@ class Listener(ConsumerProducerMixin):
 
     # -- running -------------------------------------------------------------------
 
+    def run(self, _tokens: int = 1, **kwargs: Any) -> None:
+        """Consume until stopped; a lost broker connection is one line, then a reconnect."""
+        errors = self.connection.connection_errors + self.connection.channel_errors
+        while not self.should_stop:
+            try:
+                for _ in self.consume(limit=None, **kwargs):
+                    pass
+            except errors as exc:
+                if self._lost_at is None:
+                    self._lost_at = time.monotonic()
+                    log.warning("broker connection lost (%s): reconnecting", type(exc).__name__)
+                self._pause(1.0)
+
     def serve(self) -> int:
         """Consume until a limit is reached or a signal arrives; returns messages handled."""
         try:
@@ -308,27 +351,23 @@ class Listener(ConsumerProducerMixin):
             raise ConfigurationError(
                 f"cannot reach the broker at {self.connection.as_uri()}: {type(exc).__name__}"
             ) from None
+        self._store_emptied()  # the mark the next reconnection compares with
         with _stop_on_signals(self):
             while not self.should_stop:
                 try:
                     self.run()  # reconnects by itself after connection errors
                 except Exception as exc:  # noqa: BLE001 - see below
-                    # Our handler catches everything, so this came from the transport:
-                    # with Redis, a list item that is not a kombu envelope (it is gone).
-                    log.error(  # noqa: TRY400 - type only: the item could carry data
-                        "the broker delivered an unreadable message (%s): dropped; "
-                        "see the README for the message format",
-                        type(exc).__name__,
+                    # Our handler catches everything, so this came from the transport.
+                    log.error(  # noqa: TRY400 - type only: it could carry a message's data
+                        "the broker failed (%s): consuming again in 1 s", type(exc).__name__
                     )
-                    self._last_activity = time.monotonic()  # a message, even if unreadable
                     self._pause(1.0)
         return self.handled
 
     def _dead_letter(self, exc: Refused, body: Any, received_at: datetime) -> Outcome:
+        connection = self.producer_connection
         tasks.publish_document(
-            self.producer_connection,
-            tasks.DEAD_LETTER_QUEUE,
-            dead_letter(exc, body, received_at),
+            connection, tasks.DEAD_LETTER_QUEUE, dead_letter(exc, body, received_at)
         )
         try:
             audit.record(
@@ -342,7 +381,30 @@ class Listener(ConsumerProducerMixin):
         except redis.RedisError as err:  # the dead letter is what counts
             log.warning("refused request not audited: %s", type(err).__name__)
         error = {"type": exc.kind, "message": exc.message, "fields": exc.fields}
-        return Outcome("dead_lettered", export_id=_export_id(body), error=error)
+        return Outcome(
+            "dead_lettered",
+            export_id=_export_id(body),
+            error=error,
+            dead_letters=self._waiting(connection),
+        )
+
+    def _waiting(self, connection: Any) -> int | None:
+        try:
+            return dead_letters.waiting(connection)
+        except (*connection.connection_errors, *connection.channel_errors):
+            return None  # the letter is sent; its count can wait for the next one
+
+    def _waiting_phrase(self, connection: Any) -> str:
+        count = self._waiting(connection)
+        if count is None:
+            return "dead letters: unknown"
+        return f"{count} dead letter(s) on {tasks.DEAD_LETTER_QUEUE} (klaviyo-export dead-letters)"
+
+    def _store_emptied(self) -> bool:
+        try:
+            return self._store.check()
+        except redis.RedisError:
+            return False  # the store is away too: the requests will say so
 
     def _log(self, outcome: Outcome) -> None:
         if outcome.outcome == "dead_lettered":

@@ -20,10 +20,13 @@ from typing import Any
 from kombu.connection import Connection
 from marshmallow import ValidationError
 
+from klaviyo_export import broker
 from klaviyo_export.errors import InvalidInput
 from klaviyo_export.settings import Settings
 from schemas import tasks
 from schemas.contracts import EXPORT_REQUEST, VERSION, load
+
+broker.install()  # on Redis, publish the plain document (what `LRANGE` then shows)
 
 
 class InvalidRequest(InvalidInput):

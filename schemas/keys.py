@@ -16,6 +16,7 @@ EXPORTS: Final = PREFIX + "exports"  # set of export ids
 RUNS: Final = PREFIX + "runs"  # zset run id -> created (epoch s)
 RUNS_ACTIVE: Final = PREFIX + "runs:active"  # set of runs uploading (for the watchdog)
 AUDIT: Final = PREFIX + "audit"  # stream of audit records
+STORE_MARK: Final = PREFIX + "store:mark"  # a token set once; gone: Redis lost its data
 
 
 def connection(connection_id: str) -> str:

@@ -1,12 +1,21 @@
-"""The Celery application the workers run (``celery -A worker worker``)."""
+"""The Celery application the workers run (``celery -A worker worker``).
+
+Every task's base is ``worker.run_task.RunTask`` (Redis away: the task is
+retried; the run's records gone: one log line), and the consumer logs one line when
+its broker connection comes back (``worker.reconnect``).
+"""
 
 from __future__ import annotations
 
 from celery import Celery
 
+from klaviyo_export import broker
 from klaviyo_export.settings import Settings
 from worker.config import celery_config
+from worker.reconnect import BrokerBack
 
-app = Celery("klaviyo_export_worker")
+broker.install()  # before any connection: see klaviyo_export.broker
+app = Celery("klaviyo_export_worker", task_cls="worker.run_task:RunTask")
 app.config_from_object(celery_config(Settings.from_env()))
+app.steps["consumer"].add(BrokerBack)
 app.autodiscover_tasks(["worker"], related_name="tasks", force=True)

@@ -21,6 +21,13 @@ Read by ``worker.celery_app``; every URL comes from ``klaviyo_export.settings``.
   deployment (a second beat sends no second request: minutes are claimed).
 - Queues: uploads, polls and control apart (see ``schemas.tasks``); a plain
   ``celery -A worker worker`` consumes all three.
+- ``task_publish_retry_policy``: a publish (a task's retry, a chord's
+  callback) keeps trying for about a minute, so a broker restart is ridden
+  out. With Celery's default (three tries in 0.6 s) a batch that retried
+  while Redis restarted was rejected (``Task.retry`` turns a failed publish
+  into ``Reject``), its chord raised ``ChordError`` and the run ended
+  ``failed`` though every batch later completed. The time a task spends
+  here counts toward its time limit.
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ from klaviyo_export.settings import Settings
 from schemas import tasks
 
 MAX_TASK_SECONDS = 120
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 30,
+    "interval_start": 0.5,
+    "interval_step": 0.5,
+    "interval_max": 2.0,
+}
+"""About a minute of tries: 0.5, 1, 1.5, then every 2 s."""
 
 
 def task_time_limit(settings: Settings) -> int:
@@ -76,6 +90,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "task_track_started": True,
         "broker_connection_retry_on_startup": True,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": dict(PUBLISH_RETRY_POLICY),
         "worker_hijack_root_logger": False,
         "task_default_queue": tasks.CONTROL_QUEUE,
         "task_queues": tasks.queues(),

@@ -1,10 +1,12 @@
 """Upstream systems ask for runs on the broker; ``klaviyo-export listen`` starts them.
 
 On both brokers (Redis and RabbitMQ): a plain JSON body published the way a
-non-Python system would (no kombu, no content type) starts a run that
-exports exactly; invalid requests, an unknown export and a contributor's
-listener on an admins-only connection land in the dead-letter queue with the
-error; ``producer.publish`` round-trips. The listener runs as a subprocess,
+non-Python system would (no kombu, no content type; on Redis a bare
+``LPUSH``) starts a run that exports exactly; invalid requests, an unknown
+export and a contributor's listener on an admins-only connection land in the
+dead-letter queue with the error, each logged once with the queue's length;
+``klaviyo-export dead-letters`` shows them readable and ``--purge`` removes
+them; ``producer.publish`` round-trips. The listener runs as a subprocess,
 as an operator runs it, and stops by itself (``--max-messages``/``--once``).
 """
 
@@ -57,9 +59,8 @@ def kx(
 @pytest.fixture
 def broker(kx: Pipeline) -> str:
     """The broker URL, with the dead-letter queue emptied before each test."""
-    url = Settings.from_env(kx.env).broker_url
-    dead_letters(url, wait=0.5)
-    return url
+    dead_letters(kx)
+    return Settings.from_env(kx.env).broker_url
 
 
 # -- what a non-Python publisher does ------------------------------------------------
@@ -89,46 +90,47 @@ def publish_raw(broker_url: str, body: bytes) -> None:
         finally:
             connection.close()
     else:
-        # A Redis broker: LPUSH the envelope the README documents, body as JSON text.
-        envelope = {
-            "body": body.decode(),
-            "content-type": "application/json",
-            "content-encoding": "utf-8",
-            "headers": {},
-            "properties": {
-                "delivery_tag": str(uuid.uuid4()),
-                "delivery_mode": 2,
-                "delivery_info": {
-                    "exchange": tasks.REQUESTS_QUEUE,
-                    "routing_key": tasks.REQUESTS_QUEUE,
-                },
-            },
-        }
+        # A Redis broker: the document itself, as `redis-cli LPUSH kx.requests '{...}'` does.
         client = redis.Redis.from_url(broker_url)
         try:
-            client.lpush(tasks.REQUESTS_QUEUE, json.dumps(envelope))
+            client.lpush(tasks.REQUESTS_QUEUE, body)
         finally:
             client.close()
 
 
-def dead_letters(broker_url: str, wait: float = 5.0) -> list[dict[str, Any]]:
-    """Take every message on the dead-letter queue (the first may take ``wait`` s)."""
-    found = []
-    with Connection(broker_url) as connection:
-        queue = connection.SimpleQueue(tasks.document_queue(tasks.DEAD_LETTER_QUEUE))
-        try:
-            timeout = wait
-            while True:
-                try:
-                    message = queue.get(timeout=timeout)
-                except queue.Empty:
-                    return found
-                body = message.body
-                found.append(json.loads(body.decode() if isinstance(body, bytes) else body))
-                message.ack()
-                timeout = 0.5
-        finally:
-            queue.close()
+def push_envelope(broker_url: str, body: bytes) -> None:
+    """What the README told Redis publishers before: kombu's envelope, by hand."""
+    envelope = {
+        "body": body.decode(),
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": {},
+        "properties": {
+            "delivery_tag": str(uuid.uuid4()),
+            "delivery_mode": 2,
+            "delivery_info": {
+                "exchange": tasks.REQUESTS_QUEUE,
+                "routing_key": tasks.REQUESTS_QUEUE,
+            },
+        },
+    }
+    client = redis.Redis.from_url(broker_url)
+    try:
+        client.lpush(tasks.REQUESTS_QUEUE, json.dumps(envelope))
+    finally:
+        client.close()
+
+
+def read_dead_letters(kx: Pipeline, *args: str) -> dict[str, Any]:
+    """``klaviyo-export dead-letters --json ARGS``, as an operator runs it."""
+    code, found = kx.cli_json("dead-letters", *args)
+    assert code == 0, found
+    return found
+
+
+def dead_letters(kx: Pipeline) -> list[dict[str, Any]]:
+    """Take every letter off the dead-letter queue."""
+    return list(read_dead_letters(kx, "--purge")["letters"])
 
 
 def waiting(broker_url: str, name: str) -> int:
@@ -136,6 +138,14 @@ def waiting(broker_url: str, name: str) -> int:
     with Connection(broker_url) as connection:
         declared = tasks.document_queue(name)(connection.default_channel).queue_declare()
         return int(declared.message_count)
+
+
+def listen_logged(kx: Pipeline, *args: str, actor: str = "listener:admin") -> str:
+    """Run ``klaviyo-export --as ACTOR listen ARGS``; its log (stderr)."""
+    proc = kx.cli("--as", actor, "listen", "--timeout", "60", *args)
+    assert proc.returncode == 0, proc.stderr
+    assert "@" not in proc.stderr.replace("guest:**@", "").replace(":**@", "")  # no email logged
+    return proc.stderr
 
 
 def listen(kx: Pipeline, *args: str, actor: str = "listener:admin") -> list[dict[str, Any]]:
@@ -184,7 +194,7 @@ def test_a_plain_json_body_from_another_language_starts_an_exact_run(
     assert counts["failed"] == makeup.klaviyo_fails
     assert sorted(kx.list_emails(LIST_ID)) == sorted(makeup.imported_emails)
     assert waiting(broker, tasks.REQUESTS_QUEUE) == 0  # acked
-    assert dead_letters(broker, wait=0.5) == []
+    assert dead_letters(kx) == []
 
     _, log = kx.cli_json("audit", "--limit", "20")
     request = next(e for e in log["entries"] if e["action"] == "run.request")
@@ -209,7 +219,7 @@ def test_invalid_requests_go_to_the_dead_letter_queue_naming_the_field(
     outcomes = listen(kx, "--once")
 
     assert [o["outcome"] for o in outcomes] == ["dead_lettered"] * 3
-    letters = dead_letters(broker)
+    letters = dead_letters(kx)
     assert len(letters) == 3
     by_type = {letter["error"]["type"]: letter for letter in letters}
     assert set(by_type) == {"invalid_request", "invalid_json", "unknown_export"}
@@ -242,7 +252,7 @@ def test_a_contributors_listener_may_not_run_an_admins_only_export(
     assert [(o["outcome"], o["error"]["type"]) for o in outcomes] == [
         ("dead_lettered", "forbidden")
     ]
-    (letter,) = dead_letters(broker)
+    (letter,) = dead_letters(kx)
     assert letter["error"]["type"] == "forbidden"
     assert "admins only" in letter["error"]["message"]
     assert letter["message"]["export_id"] == export_id
@@ -292,3 +302,87 @@ def test_sigterm_stops_an_idle_listener(kx: Pipeline, broker: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_dead_letters_are_logged_once_counted_and_kept_until_purged(
+    kx: Pipeline, broker: str
+) -> None:
+    first = b'{"v": 1, "export_id": "e_nosuchexport"}'
+    second = b'{"v": 1, "export_id": "e_x", "colour": "red"}'
+    for body in (first, second):
+        publish_raw(broker, body)
+
+    log = listen_logged(kx, "--once")
+
+    sent = [line for line in log.splitlines() if "sent to kx.requests.dead" in line]
+    assert len(sent) == 2, log  # each dead letter once
+    assert "(1 waiting): unknown_export" in sent[0]
+    assert "(2 waiting): invalid_request" in sent[1]
+
+    for _ in range(2):  # reading takes nothing away
+        found = read_dead_letters(kx)
+        assert (found["count"], found["purged"]) == (2, False)
+        assert [letter["message"] for letter in found["letters"]] == [
+            json.loads(first),
+            json.loads(second),
+        ]
+    text = kx.cli("dead-letters", check=True).stdout
+    assert "unknown_export: no export 'e_nosuchexport'" in text
+    assert "2 dead letter(s) on kx.requests.dead (kept; --purge removes them)" in text
+    refused = kx.cli("--as", "someone:contributor", "dead-letters", "--purge")
+    assert refused.returncode == 2
+    assert "may not purge the dead-letter queue: only admins may" in refused.stderr
+
+    assert read_dead_letters(kx, "--purge")["count"] == 2
+    assert read_dead_letters(kx)["count"] == 0
+    assert "0 dead letter(s) on kx.requests.dead" in listen_logged(kx, "--once")
+
+
+def raw_dead_letters(broker_url: str) -> list[bytes]:
+    """The dead-letter queue's items as the broker holds them, left in place."""
+    if not broker_url.startswith("amqp://"):
+        client = redis.Redis.from_url(broker_url)
+        try:
+            return list(
+                reversed(client.lrange(tasks.DEAD_LETTER_QUEUE, 0, -1))
+            )  # what LRANGE shows
+        finally:
+            client.close()
+    parts = urlsplit(broker_url)
+    connection = amqp.Connection(
+        f"{parts.hostname}:{parts.port}",
+        userid=parts.username,
+        password=parts.password,
+        virtual_host=parts.path[1:],
+    )
+    connection.connect()
+    try:
+        channel = connection.channel()
+        bodies = []
+        while (message := channel.basic_get(tasks.DEAD_LETTER_QUEUE)) is not None:
+            body = message.body
+            bodies.append(body if isinstance(body, bytes) else body.encode())
+        return bodies  # unacknowledged: back on the queue when the connection closes
+    finally:
+        connection.close()
+
+
+def test_the_dead_letter_queue_holds_readable_json(kx: Pipeline, broker: str) -> None:
+    """A plain body, and on Redis also the envelope the README once told publishers to push."""
+    publish_raw(broker, b'{"v": 1, "export_id": "e_nosuchexport"}')
+    if broker.startswith("amqp://"):
+        publish_raw(broker, b'{"v": 1, "export_id": "e_nosuchexport", "requested_by": "old"}')
+    else:
+        push_envelope(broker, b'{"v": 1, "export_id": "e_nosuchexport", "requested_by": "old"}')
+
+    outcomes = listen(kx, "--max-messages", "2")
+
+    assert [(o["outcome"], o["error"]["type"]) for o in outcomes] == [
+        ("dead_lettered", "unknown_export")
+    ] * 2
+    letters = [load(DEAD_LETTER, json.loads(item)) for item in raw_dead_letters(broker)]
+    assert [letter["message"] for letter in letters] == [
+        {"v": 1, "export_id": "e_nosuchexport"},
+        {"v": 1, "export_id": "e_nosuchexport", "requested_by": "old"},
+    ]
+    assert len(dead_letters(kx)) == 2

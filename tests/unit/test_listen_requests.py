@@ -10,17 +10,18 @@ import fakeredis
 import pytest
 
 from klaviyo_client import ClientSettings
-from klaviyo_export import audit
+from klaviyo_export import audit, broker
 from klaviyo_export.actors import Actor
 from klaviyo_export.context import Context
 from klaviyo_export.runs import Runs
 from klaviyo_export.secrets import SecretBox, generate_key
 from klaviyo_export.settings import Settings
 from klaviyo_export.store import Store
-from producer.listen import Refused, dead_letter, decode_body, handle
+from producer.listen import Outcome, Refused, dead_letter, decode_body, handle
 from producer.publish import InvalidRequest, encode, publish, validate
 from schemas import keys
 from schemas.contracts import DEAD_LETTER, load
+from schemas.tasks import REQUESTS_QUEUE
 
 ADMIN = Actor("listener", "admin")
 CONTRIBUTOR = Actor("listener", "contributor")
@@ -166,3 +167,60 @@ def test_a_published_request_has_every_default_filled_in() -> None:
         "requested_by": "upstream",
         "trigger": "upstream",
     }
+
+
+# -- plain documents on a Redis broker (klaviyo_export.broker) -------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"v": 1, "export_id": "e_1"}', b"[1, 2]", b"export e_1 please", b"\xff\xfe", b'"text"'],
+)
+def test_a_plain_list_item_is_wrapped_with_its_bytes_intact(raw: bytes) -> None:
+    wrapped = broker.read_item(REQUESTS_QUEUE, raw)
+
+    assert broker.is_envelope(wrapped)
+    info = wrapped["properties"]["delivery_info"]
+    assert (info["exchange"], info["routing_key"]) == (REQUESTS_QUEUE, REQUESTS_QUEUE)
+    assert broker.document(wrapped) == raw
+    assert broker.document(raw) == raw
+
+
+def test_each_wrapped_item_has_its_own_delivery_tag() -> None:
+    tags = {broker.read_item(REQUESTS_QUEUE, b"{}")["properties"]["delivery_tag"] for _ in range(3)}
+    assert len(tags) == 3
+
+
+def test_a_kombu_envelope_is_read_as_kombu_wrote_it() -> None:
+    body = json.dumps({"v": 1, "export_id": "e_1"}).encode()
+    envelope = broker.envelope(REQUESTS_QUEUE, body)
+    raw = json.dumps(envelope).encode()
+
+    assert broker.read_item(REQUESTS_QUEUE, raw) == envelope
+    assert broker.document(raw) == body
+    text_body = {**envelope, "body": body.decode(), "properties": {"delivery_tag": "t"}}
+    assert broker.document(text_body) == body  # an envelope without base64
+
+
+def test_a_request_document_is_never_taken_for_an_envelope() -> None:
+    assert not broker.is_envelope({"v": 1, "export_id": "e_1", "properties": {}, "body": 1})
+    assert not broker.is_envelope(["body", "properties"])
+
+
+def test_the_store_mark_tells_a_store_that_came_back_empty() -> None:
+    client = fakeredis.FakeRedis()
+    mark = broker.StoreMark(client)
+
+    assert mark.check() is False  # the first look sets the mark
+    assert mark.check() is False
+    client.flushall()
+    assert mark.check() is True
+    assert mark.check() is False
+
+
+def test_a_dead_letter_outcome_says_how_many_wait() -> None:
+    error = {"type": "unknown_export", "message": "no export 'e_1'", "fields": {}}
+    outcome = Outcome("dead_lettered", export_id="e_1", error=error, dead_letters=3)
+
+    assert str(outcome) == "sent to kx.requests.dead (3 waiting): unknown_export: no export 'e_1'"
+    assert outcome.public()["dead_letters"] == 3
