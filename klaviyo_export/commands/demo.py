@@ -94,8 +94,10 @@ SERVICE_VARIABLES = (
 def _without_services(env: Mapping[str, str]) -> dict[str, str]:
     """The environment minus every pointer to the user's own Redis, broker or key
     (and their ``_FILE`` forms): the demo's workers must use the demo's."""
-    drop = {*SERVICE_VARIABLES, *(f"{name}_FILE" for name in SERVICE_VARIABLES)}
-    return {k: v for k, v in env.items() if k not in drop}
+    return {k: v for k, v in env.items() if k not in _SERVICE_NAMES}
+
+
+_SERVICE_NAMES = frozenset({*SERVICE_VARIABLES, *(f"{name}_FILE" for name in SERVICE_VARIABLES)})
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -103,6 +105,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.profiles < 1:
         raise InvalidInput("--profiles must be at least 1")
+    # This process too: Celery reads CELERY_BROKER_URL (and others) from the
+    # environment itself, over the broker its app is given.
+    for name in _SERVICE_NAMES:
+        os.environ.pop(name, None)
     workdir = Path(tempfile.mkdtemp(prefix="klaviyo-export-demo-"))
     api_key = "pk_" + secrets.token_hex(17)
     config = SandboxConfig(

@@ -25,7 +25,7 @@ from kombu import Connection, Exchange, Queue
 
 from klaviyo_export import broker
 from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
-from schemas import tasks
+from schemas import keys, tasks
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.restartable_redis import RestartableRedis, restartable_redis
 
@@ -224,7 +224,7 @@ def test_the_listener_rides_out_a_redis_restart(server: RestartableRedis, tmp_pa
         try:
             client = redis.Redis.from_url(server.url)
             deadline = time.monotonic() + 30
-            while not client.exists(broker.STORE_MARK):  # it is consuming
+            while not client.exists(keys.STORE_MARK):  # it is consuming
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
             time.sleep(1.0)
