@@ -66,18 +66,24 @@ def broker(kx: Pipeline) -> str:
 # -- what a non-Python publisher does ------------------------------------------------
 
 
+def _amqp_connection(broker_url: str) -> amqp.Connection:
+    """A plain AMQP client's connection (py-amqp), as a non-kombu system opens one."""
+    parts = urlsplit(broker_url)
+    connection = amqp.Connection(
+        f"{parts.hostname}:{parts.port}",
+        userid=parts.username,
+        password=parts.password,
+        virtual_host=parts.path[1:],
+    )
+    connection.connect()
+    return connection
+
+
 def publish_raw(broker_url: str, body: bytes) -> None:
     """Publish ``body`` as a system in another language would: no kombu, no content type."""
     if broker_url.startswith("amqp://"):
         # What amqplib (Node) or pika would do: declare, bind, publish the bytes.
-        parts = urlsplit(broker_url)
-        connection = amqp.Connection(
-            f"{parts.hostname}:{parts.port}",
-            userid=parts.username,
-            password=parts.password,
-            virtual_host=parts.path[1:],
-        )
-        connection.connect()
+        connection = _amqp_connection(broker_url)
         try:
             channel = connection.channel()
             name = tasks.REQUESTS_QUEUE
@@ -348,14 +354,7 @@ def raw_dead_letters(broker_url: str) -> list[bytes]:
             )  # what LRANGE shows
         finally:
             client.close()
-    parts = urlsplit(broker_url)
-    connection = amqp.Connection(
-        f"{parts.hostname}:{parts.port}",
-        userid=parts.username,
-        password=parts.password,
-        virtual_host=parts.path[1:],
-    )
-    connection.connect()
+    connection = _amqp_connection(broker_url)
     try:
         channel = connection.channel()
         bodies = []
