@@ -280,10 +280,11 @@ class KlaviyoClient:
     def iter_import_errors(
         self, job_id: str, page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[ImportErrorItem]:
-        path = f"/api/profile-bulk-import-jobs/{_segment(job_id)}/import-errors"
-        params = {"page[size]": str(_page_size(page_size))}
-        for resource in self._pages(Operation.GET_IMPORT_ERRORS, path, params):
-            yield ImportErrorItem.from_resource(resource)
+        items, next_url = self.import_errors_page(job_id, None, page_size)
+        yield from items
+        while next_url:
+            items, next_url = self.import_errors_page(job_id, next_url)
+            yield from items
 
     def import_errors_page(
         self, job_id: str, next_url: str | None = None, page_size: int = MAX_PAGE_SIZE

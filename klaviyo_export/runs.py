@@ -119,9 +119,6 @@ class Runs:
                 found.append((keys.export_of_lock(text(key)), text(holder), float(age)))
         return found
 
-    def exists(self, run_id: str) -> bool:
-        return bool(self.redis.exists(keys.run(run_id)))
-
     def discard(self, run_id: str) -> None:
         """Forget a run that never started (it was skipped)."""
         export_id = self.export_id(run_id)
