@@ -1,7 +1,7 @@
 # The one image every service in docker-compose.yml but Redis runs: the
 # klaviyo-export command (the listener, the sandbox, the demo), the Celery
 # workers and beat (`celery -A worker ...`) and Flower. Configuration comes
-# from the environment (see klaviyo_export/settings.py), secrets from files
+# from the environment (see core/settings.py), secrets from files
 # under /run/secrets; nothing secret is baked in.
 FROM python:3.11-slim
 
@@ -14,7 +14,9 @@ WORKDIR /src
 # Only what the package is built from: never .venv, .env or local state.
 COPY pyproject.toml README.md ./
 COPY klaviyo_client ./klaviyo_client
-COPY klaviyo_export ./klaviyo_export
+COPY frontdoors ./frontdoors
+COPY core ./core
+COPY demo ./demo
 COPY producer ./producer
 COPY sandbox ./sandbox
 COPY schemas ./schemas

@@ -23,8 +23,8 @@ from typing import Any
 import requests
 
 from bench.procstat import children_of, read
-from klaviyo_export.sample import FAIL_EMAIL_PATTERN
-from klaviyo_export.services import free_port
+from demo.sample import FAIL_EMAIL_PATTERN
+from demo.services import free_port
 
 LIST_ID = "BeNch1"
 # A "realistic" Klaviyo: Klaviyo publishes no job speed. We assume a job is
@@ -71,7 +71,7 @@ def calibrate() -> float:
 
 def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", "klaviyo_export.cli", *args, "--json"],
+        [sys.executable, "-m", "frontdoors.cli.main", *args, "--json"],
         env=env,
         capture_output=True,
         text=True,

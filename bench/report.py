@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procstat import Tree
-from klaviyo_export.sample import SampleMakeup
+from demo.sample import SampleMakeup
 
 JOB_PROFILES = 10_000
 BURST_PER_SECOND = 10

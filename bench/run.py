@@ -6,7 +6,7 @@ sandbox (``python -m sandbox``) with Klaviyo's published rate limits and a job
 processing speed; ``W`` ``celery -A worker worker -c C`` processes; and the
 producer, ``klaviyo-export run EXPORT --source SEGMENT`` as a user runs it.
 
-The segment (``klaviyo_export.sample``: an email, a first name, a plan and a
+The segment (``demo.sample``: an email, a first name, a plan and a
 score; about 2% invalid, 1% missing and 2% duplicate emails, 0.5% that the
 sandbox fails) is written, and the connection and export added, before the
 clock starts; the workers are up and answering a ping too. The clock runs
@@ -57,10 +57,10 @@ from bench.components import (
 )
 from bench.procstat import Tree
 from bench.report import print_human, report
-from klaviyo_export.runs import Runs
-from klaviyo_export.sample import write_sample
-from klaviyo_export.secrets import generate_key
-from klaviyo_export.services import celery_workers, embedded_redis
+from core.runs import Runs
+from core.secrets import generate_key
+from demo.sample import write_sample
+from demo.services import celery_workers, embedded_redis
 from schemas.contracts import FINAL_RUN_STATUSES
 
 
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 [
                     sys.executable,
                     "-m",
-                    "klaviyo_export.cli",
+                    "frontdoors.cli.main",
                     "run",
                     str(export["id"]),
                     "--source",

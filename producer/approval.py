@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from klaviyo_export import audit
-from klaviyo_export.actors import Actor, require_use
-from klaviyo_export.context import Context
-from klaviyo_export.errors import ExportError
+from core import audit
+from core.actors import Actor, require_use
+from core.context import Context
+from core.errors import ExportError
 from producer.dispatch import launch_removals
 from schemas import keys
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from celery import Celery, chord
 from celery.backends.redis import RedisBackend
 
-from klaviyo_export.settings import Settings
+from core.settings import Settings
 from schemas import tasks
 
 

@@ -8,7 +8,7 @@ takes one at a time (prefetch 1) and, for each:
    publisher in another language may set none);
 2. validates it against ``schemas.contracts.ExportRequestSchema``;
 3. starts the run as the listener's actor (``--as USER:ROLE``): the rules
-   of ``klaviyo_export.actors`` apply as for the CLI; ``requested_by`` is
+   of ``core.actors`` apply as for the CLI; ``requested_by`` is
    recorded in the audit log, never trusted for permissions;
 4. acks the message once the run has started (its batches are queued).
 
@@ -27,7 +27,7 @@ cap) is a recorded ``failed`` run, as with ``klaviyo-export run``: see
 ``klaviyo-export runs``.
 
 On Redis a request is a plain JSON list item or a kombu envelope: see
-``klaviyo_export.broker``, which this module installs. A lost broker
+``core.broker``, which this module installs. A lost broker
 connection (Redis or RabbitMQ restarting) is one log line, and one more when
 it is back; the listener reconnects by itself and carries on.
 
@@ -55,10 +55,10 @@ from kombu.connection import Connection
 from kombu.exceptions import OperationalError
 from kombu.mixins import ConsumerProducerMixin
 
-from klaviyo_export import audit, broker, dead_letters
-from klaviyo_export.actors import Actor, Forbidden, require_use
-from klaviyo_export.context import Context
-from klaviyo_export.errors import ConfigurationError, ExportBusy, ExportError, NotFound
+from core import audit, broker, dead_letters
+from core.actors import Actor, Forbidden, require_use
+from core.context import Context
+from core.errors import ConfigurationError, ExportBusy, ExportError, NotFound
 from producer.publish import InvalidRequest, validate
 from producer.runner import RunRequest, start_run
 from schemas import tasks

@@ -24,12 +24,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
+from core.context import Context
+from core.mirror import brake_reason
+from core.state import ExportState, digest
+from core.store import Connection, Export, text
 from klaviyo_client import RATE_LIMITS, Operation
 from klaviyo_client.constants import MAX_EMAILS_PER_LOOKUP
-from klaviyo_export.context import Context
-from klaviyo_export.mirror import brake_reason
-from klaviyo_export.state import ExportState, digest
-from klaviyo_export.store import Connection, Export, text
 from producer.batches import Batch, BatchPacker
 from producer.profiles import EmailDeduplicator, MappedProfile
 from producer.segment import Rejected, checked_rows

@@ -20,9 +20,9 @@ from typing import Any
 from kombu.connection import Connection
 from marshmallow import ValidationError
 
-from klaviyo_export import broker
-from klaviyo_export.errors import InvalidInput
-from klaviyo_export.settings import Settings
+from core import broker
+from core.errors import InvalidInput
+from core.settings import Settings
 from schemas import tasks
 from schemas.contracts import EXPORT_REQUEST, VERSION, load
 

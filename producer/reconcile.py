@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from klaviyo_export import audit
-from klaviyo_export.actors import Actor, require_use
-from klaviyo_export.context import Context
-from klaviyo_export.state import ExportState
+from core import audit
+from core.actors import Actor, require_use
+from core.context import Context
+from core.state import ExportState
 
 
 @dataclass

@@ -8,10 +8,10 @@ sent again replace their old ones, so the run's counts stay exact.
 
 from __future__ import annotations
 
-from klaviyo_export import audit
-from klaviyo_export.actors import Actor, require_use
-from klaviyo_export.context import Context
-from klaviyo_export.errors import ExportBusy, ExportError
+from core import audit
+from core.actors import Actor, require_use
+from core.context import Context
+from core.errors import ExportBusy, ExportError
 from producer.dispatch import launch_run
 from producer.runner import interrupted
 

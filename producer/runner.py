@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
+from core import audit
+from core.actors import Actor, require_use
+from core.context import Context
+from core.errors import ExportBusy, ExportError
+from core.mirror import after_adds
+from core.state import ExportState
+from core.store import Connection, Export
 from klaviyo_client import FatalError, KlaviyoError, NotFoundError
-from klaviyo_export import audit
-from klaviyo_export.actors import Actor, require_use
-from klaviyo_export.context import Context
-from klaviyo_export.errors import ExportBusy, ExportError
-from klaviyo_export.mirror import after_adds
-from klaviyo_export.state import ExportState
-from klaviyo_export.store import Connection, Export
 from producer.batches import Batch
 from producer.dispatch import launch_removals, launch_run
 from producer.plan import (

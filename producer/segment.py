@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from klaviyo_export.errors import SourceError
-from klaviyo_export.store import Export
+from core.errors import SourceError
+from core.store import Export
 from producer.profiles import EmailDeduplicator, MappedProfile, ProfileMapper, Rejection
 from producer.sources import RowError, open_source
 

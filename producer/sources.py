@@ -47,7 +47,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, cast
 
 # The exporter's own error for a source that cannot be read (an ExportError, so
 # a run that hits one is recorded as failed with this message).
-from klaviyo_export.errors import SourceError
+from core.errors import SourceError
 
 if TYPE_CHECKING:
     from _csv import Reader as _CsvReader

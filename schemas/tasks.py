@@ -28,7 +28,7 @@ Besides the Celery queues, two plain queues carry JSON documents, not tasks:
 Each is durable, on its own durable direct exchange of the same name, with
 the routing key = its name; bodies are UTF-8 JSON (``application/json``).
 On a Redis broker each is a list whose items are the documents themselves
-(kombu's envelope is read too): see ``klaviyo_export.broker``.
+(kombu's envelope is read too): see ``core.broker``.
 
 Uploads and control work travel on separate queues so that a backlog of
 rate-limited uploads never delays the finalisation of a run. Polls have their

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from celery import Celery
 
-from klaviyo_export import broker
-from klaviyo_export.settings import Settings
+from core import broker
+from core.settings import Settings
 from worker.config import celery_config
 from worker.reconnect import BrokerBack
 
-broker.install()  # before any connection: see klaviyo_export.broker
+broker.install()  # before any connection: see core.broker
 app = Celery("klaviyo_export_worker", task_cls="worker.run_task:RunTask")
 app.config_from_object(celery_config(Settings.from_env()))
 app.steps["consumer"].add(BrokerBack)

@@ -1,6 +1,6 @@
 """Celery settings for the workers, each with the reason it has its value.
 
-Read by ``worker.celery_app``; every URL comes from ``klaviyo_export.settings``.
+Read by ``worker.celery_app``; every URL comes from ``core.settings``.
 
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a batch whose worker
   dies is delivered again rather than lost; tasks are idempotent (a batch's
@@ -36,7 +36,7 @@ from typing import Any
 
 from celery.schedules import crontab
 
-from klaviyo_export.settings import Settings
+from core.settings import Settings
 from schemas import tasks
 
 MAX_TASK_SECONDS = 120

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from klaviyo_export.context import Context
+from core.context import Context
 
 
 @lru_cache(maxsize=4)

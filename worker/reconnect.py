@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from celery import bootsteps
 
-from klaviyo_export.broker import StoreMark
+from core.broker import StoreMark
 from worker.context import context
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ import logging
 import random
 from typing import Any
 
+from core.context import Context
+from core.errors import NotFound
+from core.policy import MAX_TRANSIENT_ATTEMPTS, backoff
+from core.state import ExportState
 from klaviyo_client import FatalError, RetriableError, ThrottledError
-from klaviyo_export.context import Context
-from klaviyo_export.errors import NotFound
-from klaviyo_export.policy import MAX_TRANSIENT_ATTEMPTS, backoff
-from klaviyo_export.state import ExportState
 from schemas import keys
 from worker.upload import RetryLater, worker_client
 

@@ -37,9 +37,9 @@ from typing import Any, Final
 
 import redis
 
-from klaviyo_export.cron import parse_cron
-from klaviyo_export.errors import NotFound
-from klaviyo_export.store import Export, Store, text
+from core.cron import parse_cron
+from core.errors import NotFound
+from core.store import Export, Store, text
 from schemas import keys
 from schemas import tasks as names
 from schemas.contracts import EXPORT_REQUEST, VERSION, load

@@ -14,8 +14,8 @@ from typing import Any
 
 from celery import Task, chord
 
-from klaviyo_export.context import Context
-from klaviyo_export.mirror import after_adds
+from core.context import Context
+from core.mirror import after_adds
 from schemas import tasks as names
 from worker import removals, schedules, upload
 from worker.celery_app import app

@@ -17,6 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from core.context import Context
+from core.errors import NotFound
+from core.pointers import source_field
+from core.policy import MAX_TRANSIENT_ATTEMPTS, Quota, account_key, backoff
+from core.ratelimit import RateLimiter
+from core.runs import Runs
+from core.state import ExportState
+from core.store import Connection, Store
 from klaviyo_client import (
     AuthenticationError,
     BadRequestError,
@@ -28,14 +36,6 @@ from klaviyo_client import (
     RetriableError,
     ThrottledError,
 )
-from klaviyo_export.context import Context
-from klaviyo_export.errors import NotFound
-from klaviyo_export.pointers import source_field
-from klaviyo_export.policy import MAX_TRANSIENT_ATTEMPTS, Quota, account_key, backoff
-from klaviyo_export.ratelimit import RateLimiter
-from klaviyo_export.runs import Runs
-from klaviyo_export.state import ExportState
-from klaviyo_export.store import Connection, Store
 from schemas.contracts import VERSION
 
 JOB_DEADLINE_SECONDS: Final = 3600

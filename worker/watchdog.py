@@ -36,8 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from klaviyo_export.errors import NotFound
-from klaviyo_export.runs import Runs
+from core.errors import NotFound
+from core.runs import Runs
 from schemas.contracts import FINAL_RUN_STATUSES
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from klaviyo_export.sample import write_sample
-from klaviyo_export.services import redis_binary
+from demo.sample import write_sample
+from demo.services import redis_binary
 from tests.support.services import missing_service
 
 ROWS = 20_000

@@ -15,10 +15,10 @@ import time
 import redis
 import requests
 
-from klaviyo_export.runs import Runs
-from klaviyo_export.services import free_port
+from core.runs import Runs
+from demo.services import free_port
 
-COMMAND = [sys.executable, "-m", "klaviyo_export.cli"]
+COMMAND = [sys.executable, "-m", "frontdoors.cli.main"]
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

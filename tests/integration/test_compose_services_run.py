@@ -32,9 +32,9 @@ import pytest
 import redis
 import requests
 
+from core.secrets import generate_key
+from demo.services import redis_binary
 from klaviyo_client.constants import DEFAULT_BASE_URL
-from klaviyo_export.secrets import generate_key
-from klaviyo_export.services import redis_binary
 from producer.publish import publish
 from schemas import tasks
 from tests.support import compose

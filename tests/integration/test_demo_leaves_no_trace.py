@@ -20,7 +20,7 @@ def test_the_demo_leaves_the_users_redis_untouched(real_redis: redis.Redis, redi
         "KLAVIYO_EXPORT_STORE_URL": redis_url,
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "klaviyo_export.cli", "demo", "--profiles", "600", "--json"],
+        [sys.executable, "-m", "frontdoors.cli.main", "demo", "--profiles", "600", "--json"],
         env=env,
         capture_output=True,
         text=True,

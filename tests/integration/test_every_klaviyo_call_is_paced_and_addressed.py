@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_export.services import free_port
+from demo.services import free_port
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.services import redis_server
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from klaviyo_export.context import Context
-from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
+from core.context import Context
+from demo.sample import FAIL_EMAIL_PATTERN, write_sample
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.services import redis_server
 

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
-from klaviyo_export.services import stop
+from demo.sample import FAIL_EMAIL_PATTERN, write_sample
+from demo.services import stop
 from schemas import tasks
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.services import free_port, redis_server

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from klaviyo_export.services import celery_workers
+from demo.services import celery_workers
 from schemas import tasks
 from tests.support.pipeline import pipeline
 from tests.support.services import redis_server

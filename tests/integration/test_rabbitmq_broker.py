@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
+from demo.sample import FAIL_EMAIL_PATTERN, write_sample
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.rabbitmq import rabbitmq_vhost
 from tests.support.services import redis_server

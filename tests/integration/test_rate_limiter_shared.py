@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from klaviyo_export.ratelimit import Limit, RateLimiter
+from core.ratelimit import Limit, RateLimiter
 
 
 def _hammer(url: str, limit: Limit, seconds: float) -> int:

@@ -2,7 +2,7 @@
 
 kombu 5.7.0 with Celery 5.7.0: a worker holding a task when Redis went away
 exited with ``AttributeError("'NoneType' object has no attribute
-'hostname'")`` (see ``klaviyo_export.broker``). Here a real redis-server is
+'hostname'")`` (see ``core.broker``). Here a real redis-server is
 stopped and started again on the same port under real ``celery worker``
 processes, a run in progress and ``klaviyo-export listen``; each process
 reconnects, says so in one line and carries on.
@@ -23,8 +23,8 @@ import redis
 from celery import Celery
 from kombu import Connection, Exchange, Queue
 
-from klaviyo_export import broker
-from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
+from core import broker
+from demo.sample import FAIL_EMAIL_PATTERN, write_sample
 from schemas import keys, tasks
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.restartable_redis import RestartableRedis, restartable_redis
@@ -57,7 +57,7 @@ def _run_waiting(kx: Pipeline, export_id: str, segment: Path) -> subprocess.Pope
     """``klaviyo-export run EXPORT --source SEGMENT --wait --json``, in the background."""
     command = ["run", export_id, "--source", str(segment), "--wait", "--json"]
     return subprocess.Popen(
-        [sys.executable, "-m", "klaviyo_export.cli", *command],
+        [sys.executable, "-m", "frontdoors.cli.main", *command],
         env=kx.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -207,7 +207,7 @@ def test_the_listener_rides_out_a_redis_restart(server: RestartableRedis, tmp_pa
             [
                 sys.executable,
                 "-m",
-                "klaviyo_export.cli",
+                "frontdoors.cli.main",
                 "--as",
                 "l:admin",
                 "listen",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from klaviyo_export.sample import write_sample
+from demo.sample import write_sample
 from tests.support.pipeline import LIST_ID, OTHER_LIST_ID, Pipeline, pipeline
 from tests.support.services import redis_server
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from klaviyo_export.sample import FAIL_EMAIL_PATTERN, SampleMakeup, write_sample
+from demo.sample import FAIL_EMAIL_PATTERN, SampleMakeup, write_sample
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.rabbitmq import rabbitmq_vhost
 from tests.support.services import redis_server

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_export.context import Context
+from core.context import Context
 from schemas.contracts import FINAL_RUN_STATUSES
 from tests.support.pipeline import LIST_ID, pipeline
 from tests.support.services import redis_server
@@ -43,7 +43,7 @@ def test_an_export_with_a_schedule_runs_by_itself(tmp_path: Path) -> None:
         )
         with (tmp_path / "listen.log").open("wb") as log:
             listener = subprocess.Popen(
-                [sys.executable, "-m", "klaviyo_export.cli", *LISTEN],
+                [sys.executable, "-m", "frontdoors.cli.main", *LISTEN],
                 env=kx.env,
                 stdout=subprocess.PIPE,
                 stderr=log,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
+from demo.sample import FAIL_EMAIL_PATTERN, write_sample
 from tests.support.pipeline import LIST_ID, pipeline
 from tests.support.services import redis_server
 

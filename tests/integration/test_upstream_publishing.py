@@ -30,9 +30,9 @@ import pytest
 import redis
 from kombu import Connection
 
-from klaviyo_export.context import Context
-from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
-from klaviyo_export.settings import Settings
+from core.context import Context
+from core.settings import Settings
+from demo.sample import FAIL_EMAIL_PATTERN, write_sample
 from producer.publish import publish
 from schemas import tasks
 from schemas.contracts import DEAD_LETTER, FINAL_RUN_STATUSES, load
@@ -287,7 +287,7 @@ def test_python_publish_round_trip_runs_the_bound_segment(
 
 def test_sigterm_stops_an_idle_listener(kx: Pipeline, broker: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "klaviyo_export.cli", "--as", "l:admin", "listen"],
+        [sys.executable, "-m", "frontdoors.cli.main", "--as", "l:admin", "listen"],
         env=kx.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

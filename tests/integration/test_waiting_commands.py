@@ -155,7 +155,7 @@ def test_rejected_lists_rows_as_json(kx: Pipeline, connection: str, tmp_path: Pa
 def test_a_bound_segment_is_stored_absolute(kx: Pipeline, connection: str, tmp_path: Path) -> None:
     (tmp_path / "seg.csv").write_text("email\nx@example.com\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "klaviyo_export.cli", "export", "add", "--connection", connection,
+        [sys.executable, "-m", "frontdoors.cli.main", "export", "add", "--connection", connection,
          "--list-id", OTHER_LIST_ID, "--email-field", "email", "--segment", "seg.csv", "--json"],
         env=kx.env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

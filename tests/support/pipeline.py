@@ -19,9 +19,9 @@ from typing import Any
 
 import requests
 
-from klaviyo_export.context import Context
-from klaviyo_export.secrets import generate_key
-from klaviyo_export.services import celery_beat, celery_workers
+from core.context import Context
+from core.secrets import generate_key
+from demo.services import celery_beat, celery_workers
 from sandbox import SandboxConfig, SandboxServer
 from schemas import tasks
 
@@ -42,7 +42,7 @@ class Pipeline:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``klaviyo-export ARGS`` as a subprocess, as a user would."""
         proc = subprocess.run(
-            [sys.executable, "-m", "klaviyo_export.cli", *args],
+            [sys.executable, "-m", "frontdoors.cli.main", *args],
             env=self.env,
             input=stdin,
             capture_output=True,

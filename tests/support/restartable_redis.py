@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from klaviyo_export.services import free_port, redis_binary, stop
+from demo.services import free_port, redis_binary, stop
 from tests.support.services import missing_service
 
 

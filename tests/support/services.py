@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from klaviyo_export.services import embedded_redis, free_port, redis_binary
+from demo.services import embedded_redis, free_port, redis_binary
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

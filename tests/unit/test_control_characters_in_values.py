@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from klaviyo_export.store import Export
+from core.store import Export
 from producer.profiles import INVALID_VALUE, MappedProfile, ProfileMapper, Rejection
 from producer.segment import Rejected, checked_rows
 

@@ -36,10 +36,10 @@ from cryptography.fernet import Fernet
 from flower.options import default_options as flower_options  # type: ignore[import-untyped]
 from packaging.requirements import Requirement
 
+from core.actors import ROLES, Actor
+from core.settings import Settings
+from frontdoors.cli.main import build_parser
 from klaviyo_client.constants import DEFAULT_BASE_URL
-from klaviyo_export.actors import ROLES, Actor
-from klaviyo_export.cli import build_parser
-from klaviyo_export.settings import Settings
 from schemas import tasks
 from tests.support import compose
 from tests.support.compose import (

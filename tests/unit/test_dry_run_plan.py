@@ -14,13 +14,13 @@ from pathlib import Path
 import fakeredis
 import pytest
 
+from core.actors import Actor
+from core.context import Context
+from core.runs import Runs
+from core.state import ExportState
+from core.store import Connection, Export, Store
+from demo.sample import write_sample
 from klaviyo_client import Operation
-from klaviyo_export.actors import Actor
-from klaviyo_export.context import Context
-from klaviyo_export.runs import Runs
-from klaviyo_export.sample import write_sample
-from klaviyo_export.state import ExportState
-from klaviyo_export.store import Connection, Export, Store
 from producer.plan import Plan, import_schedule_seconds, plan_run
 from producer.runner import RunRequest, _read_and_store
 from schemas import keys

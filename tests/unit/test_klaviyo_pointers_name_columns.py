@@ -12,11 +12,11 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from core.pointers import source_field
+from core.runs import Runs
+from core.secrets import SecretBox, generate_key
+from core.store import Store
 from klaviyo_client import ImportErrorItem
-from klaviyo_export.pointers import source_field
-from klaviyo_export.runs import Runs
-from klaviyo_export.secrets import SecretBox, generate_key
-from klaviyo_export.store import Store
 from worker.upload import Batch, _record_job_outcome
 
 ROW = "/data/attributes/profiles/data/3"

@@ -9,14 +9,14 @@ from typing import Any
 import fakeredis
 import pytest
 
+from core import audit, broker
+from core.actors import Actor
+from core.context import Context
+from core.runs import Runs
+from core.secrets import SecretBox, generate_key
+from core.settings import Settings
+from core.store import Store
 from klaviyo_client import ClientSettings
-from klaviyo_export import audit, broker
-from klaviyo_export.actors import Actor
-from klaviyo_export.context import Context
-from klaviyo_export.runs import Runs
-from klaviyo_export.secrets import SecretBox, generate_key
-from klaviyo_export.settings import Settings
-from klaviyo_export.store import Store
 from producer.listen import Outcome, Refused, dead_letter, decode_body, handle
 from producer.publish import InvalidRequest, encode, publish, validate
 from schemas import keys
@@ -169,7 +169,7 @@ def test_a_published_request_has_every_default_filled_in() -> None:
     }
 
 
-# -- plain documents on a Redis broker (klaviyo_export.broker) -------------------------
+# -- plain documents on a Redis broker (core.broker) -------------------------
 
 
 @pytest.mark.parametrize(

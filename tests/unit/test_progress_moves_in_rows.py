@@ -8,8 +8,8 @@ from typing import Any
 
 import fakeredis
 
-from klaviyo_export.commands.progress import PLAIN_EVERY, RunProgress
-from klaviyo_export.runs import Runs
+from core.runs import Runs
+from frontdoors.cli.progress import PLAIN_EVERY, RunProgress
 
 
 def _status(stage: str, submitted: int = 0, imported: int = 0, rows_read: int = 0) -> Any:

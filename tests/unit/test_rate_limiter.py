@@ -5,8 +5,8 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from core.ratelimit import Limit, RateLimiter, published_limit
 from klaviyo_client import Operation
-from klaviyo_export.ratelimit import Limit, RateLimiter, published_limit
 
 
 @pytest.fixture

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
+from core.policy import MAX_TRANSIENT_ATTEMPTS, PatientClient, Quota
+from core.ratelimit import RateLimiter
+from demo.services import free_port
 from klaviyo_client import (
     AuthenticationError,
     ClientSettings,
@@ -18,9 +21,6 @@ from klaviyo_client import (
     ThrottledError,
 )
 from klaviyo_client.errors import ErrorDetail
-from klaviyo_export.policy import MAX_TRANSIENT_ATTEMPTS, PatientClient, Quota
-from klaviyo_export.ratelimit import RateLimiter
-from klaviyo_export.services import free_port
 from schemas import keys
 from tests.support.scripted_http import Answer, ScriptedServer
 
@@ -123,7 +123,7 @@ class _StubLimiter:
 
 def test_a_long_shared_wait_is_slept_not_spun(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr("klaviyo_export.policy.time.sleep", slept.append)
+    monkeypatch.setattr("core.policy.time.sleep", slept.append)
     limiter = _StubLimiter(100.0, 40.0)
     Quota(limiter, "acct").block("get_list")  # type: ignore[arg-type]
     assert slept == [60.0]  # 100 s ahead: slept in 60 s steps, then admitted
@@ -131,7 +131,7 @@ def test_a_long_shared_wait_is_slept_not_spun(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_wait_past_the_commands_patience_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("klaviyo_export.policy.time.sleep", lambda s: None)
+    monkeypatch.setattr("core.policy.time.sleep", lambda s: None)
     with pytest.raises(ThrottledError, match="past this command's patience"):
         Quota(_StubLimiter(5000.0), "acct").block("get_list", deadline=0.0)  # type: ignore[arg-type]
 

@@ -7,7 +7,7 @@ import time
 import fakeredis
 import pytest
 
-from klaviyo_export.runs import Runs
+from core.runs import Runs
 from schemas import keys
 from schemas.contracts import BATCH_RESULT, RUN_STATUS, load
 
@@ -144,7 +144,7 @@ def test_reopening_batches_takes_their_results_out_of_the_counts(runs: Runs) -> 
 
 
 def test_a_resumed_runs_duration_counts_from_its_own_attempt(runs: Runs) -> None:
-    from klaviyo_export.commands.waiting import summarize
+    from frontdoors.cli.waiting import summarize
 
     run_id = _started(runs, submitted=10, batches=2)
     runs.record_batch(run_id, _result(run_id, 0, 5, 0, "succeeded"))

@@ -10,14 +10,14 @@ from pathlib import Path
 import fakeredis
 import pytest
 
+from core.actors import Actor
+from core.context import Context
+from core.policy import PatientClient
+from core.runs import LOCK_TTL, Runs
+from core.secrets import SecretBox, generate_key
+from core.settings import Settings
+from core.store import Store
 from klaviyo_client import KeyCheck, KlaviyoList
-from klaviyo_export.actors import Actor
-from klaviyo_export.context import Context
-from klaviyo_export.policy import PatientClient
-from klaviyo_export.runs import LOCK_TTL, Runs
-from klaviyo_export.secrets import SecretBox, generate_key
-from klaviyo_export.settings import Settings
-from klaviyo_export.store import Store
 from producer import runner
 from schemas import keys
 from worker.watchdog import GRACE, clear_locks

@@ -9,8 +9,8 @@ from typing import Any
 import fakeredis
 import pytest
 
-from klaviyo_export.secrets import SecretBox, generate_key
-from klaviyo_export.store import Export, Store
+from core.secrets import SecretBox, generate_key
+from core.store import Export, Store
 from schemas import keys
 from schemas.contracts import EXPORT_REQUEST, load
 from worker.schedules import Cron, recent_minutes, tick

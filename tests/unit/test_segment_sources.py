@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_export.errors import ExportError
+from core.errors import ExportError
 from producer.sources import RowError, RowSource, SourceError, infer_format, open_source
 
 Rows = list[tuple[int, object]]

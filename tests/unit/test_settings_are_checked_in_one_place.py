@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_export.errors import ConfigurationError
-from klaviyo_export.settings import Settings, log_level
+from core.errors import ConfigurationError
+from core.settings import Settings, log_level
 
 
 @pytest.mark.parametrize(

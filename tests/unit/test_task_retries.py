@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from celery.exceptions import Retry
 
-from klaviyo_export.settings import Settings
+from core.settings import Settings
 from schemas.tasks import POLLS_QUEUE
 from worker import tasks, upload
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import fakeredis
 import pytest
 
-from klaviyo_export.runs import Runs
+from core.runs import Runs
 from worker.watchdog import MAX_RESENDS, Stage, Sweep, sweep
 
 

@@ -7,11 +7,11 @@ import time
 import fakeredis
 import pytest
 
+from core.context import Context
+from core.runs import Runs
+from core.settings import Settings
+from core.store import Store
 from klaviyo_client.client import ClientSettings
-from klaviyo_export.context import Context
-from klaviyo_export.runs import Runs
-from klaviyo_export.settings import Settings
-from klaviyo_export.store import Store
 from worker import tasks
 
 

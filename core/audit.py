@@ -12,8 +12,8 @@ from typing import Any, Final
 
 import redis
 
-from klaviyo_export.actors import Actor
-from klaviyo_export.store import text
+from core.actors import Actor
+from core.store import text
 from schemas import keys
 
 MAX_ENTRIES: Final = 100_000

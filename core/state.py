@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import redis
 
-from klaviyo_export.store import text
+from core.store import text
 from schemas import keys
 
 

@@ -11,7 +11,7 @@ any number of workers on any number of machines share one quota.
 A 429 still happens (another client of the same account, a limit Klaviyo
 lowered): ``cooldown`` then makes every worker wait the ``Retry-After``.
 
-``headroom`` (``KLAVIYO_EXPORT_RATE_HEADROOM`` in ``klaviyo_export.settings``,
+``headroom`` (``KLAVIYO_EXPORT_RATE_HEADROOM`` in ``core.settings``,
 0.9) scales Klaviyo's published limits, leaving room for network jitter and
 for other clients of the account.
 """

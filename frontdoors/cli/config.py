@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from klaviyo_export import audit, operations
-from klaviyo_export.commands.output import add_json_flag, emit_json, emit_table
-from klaviyo_export.context import Context
-from klaviyo_export.errors import InvalidInput
-from klaviyo_export.secrets import generate_key
+from core import audit, operations
+from core.context import Context
+from core.errors import InvalidInput
+from core.secrets import generate_key
+from frontdoors.cli.output import add_json_flag, emit_json, emit_table
 from schemas.contracts import SOURCE_FORMATS
 
 if TYPE_CHECKING:

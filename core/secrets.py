@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from klaviyo_export.errors import ConfigurationError, SecretError
+from core.errors import ConfigurationError, SecretError
 
 
 def generate_key() -> str:

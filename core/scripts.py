@@ -1,6 +1,6 @@
 """The Lua scripts behind run accounting, each run atomically by Redis.
 
-Each names its KEYS and ARGV; ``klaviyo_export.runs`` registers and calls them.
+Each names its KEYS and ARGV; ``core.runs`` registers and calls them.
 """
 
 from __future__ import annotations

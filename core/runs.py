@@ -20,8 +20,8 @@ from typing import Any, Final
 
 import redis
 
-from klaviyo_export.errors import NotFound
-from klaviyo_export.scripts import (
+from core.errors import NotFound
+from core.scripts import (
     APPEND_JOB_ERRORS,
     MARK_RUNNING,
     RECORD_BATCH,
@@ -29,7 +29,7 @@ from klaviyo_export.scripts import (
     RELEASE_LOCK,
     REOPEN_BATCH,
 )
-from klaviyo_export.store import new_id, text
+from core.store import new_id, text
 from schemas import keys
 from schemas.contracts import FINAL_RUN_STATUSES, VERSION
 

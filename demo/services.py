@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from klaviyo_export.errors import ConfigurationError
+from core.errors import ConfigurationError
 from schemas import tasks
 
 

@@ -17,10 +17,10 @@ from typing import Any, Final
 
 import redis
 
-from klaviyo_export.commands.output import Exit, emit_json, exit_for
-from klaviyo_export.commands.progress import RunProgress
-from klaviyo_export.context import Context
-from klaviyo_export.errors import NotFound, Unavailable
+from core.context import Context
+from core.errors import NotFound, Unavailable
+from frontdoors.cli.output import Exit, emit_json, exit_for
+from frontdoors.cli.progress import RunProgress
 from schemas.contracts import FINAL_RUN_STATUSES
 
 MAX_POLL_SECONDS: Final = 2.0

@@ -50,10 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from core.cron import parse_cron
+from core.errors import ConfigurationError
 from klaviyo_client import ClientSettings
 from klaviyo_client.constants import DEFAULT_BASE_URL
-from klaviyo_export.cron import parse_cron
-from klaviyo_export.errors import ConfigurationError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

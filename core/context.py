@@ -7,14 +7,14 @@ from dataclasses import dataclass, replace
 
 import redis
 
+from core.policy import UNVERIFIED_ACCOUNT, PatientClient, Quota, account_key
+from core.ratelimit import RateLimiter
+from core.runs import Runs
+from core.secrets import SecretBox
+from core.settings import Settings
+from core.store import Connection, Store
 from klaviyo_client import ClientSettings, KlaviyoClient
 from klaviyo_client.client import BeforeRequest
-from klaviyo_export.policy import UNVERIFIED_ACCOUNT, PatientClient, Quota, account_key
-from klaviyo_export.ratelimit import RateLimiter
-from klaviyo_export.runs import Runs
-from klaviyo_export.secrets import SecretBox
-from klaviyo_export.settings import Settings
-from klaviyo_export.store import Connection, Store
 
 REDIS_CONNECT_TIMEOUT = 5.0
 REDIS_TIMEOUT = 30.0
@@ -73,7 +73,7 @@ class Context:
 
     def patient_klaviyo(self, connection_id: str) -> PatientClient:
         """A client for commands: every call takes its turn in the shared rate
-        limit, as the workers' do, and is retried by ``klaviyo_export.policy``."""
+        limit, as the workers' do, and is retried by ``core.policy``."""
         connection = self.store.get_connection(connection_id)
         return PatientClient(
             self.store.connection_api_key(connection_id),

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import redis
 from kombu.connection import Connection
 
-from klaviyo_export.broker import document
+from core.broker import document
 from schemas import tasks
 
 REDIS_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})

@@ -1,9 +1,9 @@
 """The ``klaviyo-export`` command: one entry point, one module per group of commands.
 
-Each module in ``klaviyo_export.commands`` has ``register(subparsers)`` and
+Each module in ``frontdoors.cli`` has ``register(subparsers)`` and
 sets ``_run`` on the parsers it adds. The global flags (``--as``, ``--json``)
 are accepted anywhere on the line. Every error is one line on stderr naming
-what is wrong, with an exit code from ``klaviyo_export.commands.output.Exit``:
+what is wrong, with an exit code from ``frontdoors.cli.output.Exit``:
 no traceback, no secret (``KLAVIYO_EXPORT_DEBUG=1`` shows the traceback of an
 internal error, for a bug report).
 """
@@ -23,11 +23,9 @@ from urllib.parse import urlsplit
 import redis
 from kombu.exceptions import OperationalError
 
-from klaviyo_client import FatalError, KlaviyoError
-from klaviyo_export import __version__
-from klaviyo_export.actors import Actor, Forbidden
-from klaviyo_export.commands.output import Exit, emit_json, fail
-from klaviyo_export.errors import (
+from core import __version__
+from core.actors import Actor, Forbidden
+from core.errors import (
     ConfigurationError,
     ExportBusy,
     ExportError,
@@ -36,14 +34,16 @@ from klaviyo_export.errors import (
     SourceError,
     Unavailable,
 )
-from klaviyo_export.settings import log_level
+from core.settings import log_level
+from frontdoors.cli.output import Exit, emit_json, fail
+from klaviyo_client import FatalError, KlaviyoError
 
 COMMAND_MODULES = (
-    "klaviyo_export.commands.config",
-    "klaviyo_export.commands.runs",
-    "klaviyo_export.commands.demo",
-    "klaviyo_export.commands.sandbox",
-    "klaviyo_export.commands.listen",
+    "frontdoors.cli.config",
+    "frontdoors.cli.runs",
+    "frontdoors.cli.demo",
+    "frontdoors.cli.sandbox",
+    "frontdoors.cli.listen",
 )
 AS_HELP = (
     "act as USER with ROLE (admin or contributor); default: KLAVIYO_EXPORT_USER "
@@ -182,7 +182,7 @@ def _kind(exc: ExportError) -> str:
 def _redis_where() -> str:
     """Where the store is, as scheme://host:port/db, never with a password."""
     try:
-        from klaviyo_export.settings import Settings
+        from core.settings import Settings
 
         url = Settings.from_env().store_url
     except ExportError:

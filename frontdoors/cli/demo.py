@@ -17,15 +17,15 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from klaviyo_export import operations
-from klaviyo_export.actors import Actor
-from klaviyo_export.commands.output import add_json_flag, emit_json
-from klaviyo_export.commands.waiting import print_status, summarize
-from klaviyo_export.context import Context
-from klaviyo_export.errors import InvalidInput
-from klaviyo_export.sample import FAIL_EMAIL_PATTERN, write_sample
-from klaviyo_export.secrets import generate_key
-from klaviyo_export.services import celery_workers, embedded_redis
+from core import operations
+from core.actors import Actor
+from core.context import Context
+from core.errors import InvalidInput
+from core.secrets import generate_key
+from demo.sample import FAIL_EMAIL_PATTERN, write_sample
+from demo.services import celery_workers, embedded_redis
+from frontdoors.cli.output import add_json_flag, emit_json
+from frontdoors.cli.waiting import print_status, summarize
 from schemas.contracts import FINAL_RUN_STATUSES
 
 DEMO_LIST = ("DeMo01", "Demo newsletter")

@@ -13,10 +13,10 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from klaviyo_export.actors import require_admin
-from klaviyo_export.commands.output import emit_json
-from klaviyo_export.errors import InvalidInput
-from klaviyo_export.settings import Settings
+from core.actors import require_admin
+from core.errors import InvalidInput
+from core.settings import Settings
+from frontdoors.cli.output import emit_json
 from schemas.tasks import DEAD_LETTER_QUEUE, REQUESTS_QUEUE
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def register(sub: SubParsers) -> None:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    from klaviyo_export.context import Context
+    from core.context import Context
     from producer.listen import ONCE_IDLE_SECONDS, Limits, Listener
 
     if args.max_messages is not None and args.max_messages < 1:
@@ -100,7 +100,7 @@ def _listen(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from klaviyo_export import dead_letters
+    from core import dead_letters
 
     if args.purge:
         require_admin(args.actor, "purge the dead-letter queue")

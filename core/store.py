@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import redis
 
-from klaviyo_export.errors import InvalidInput, NotFound
-from klaviyo_export.secrets import SecretBox
+from core.errors import InvalidInput, NotFound
+from core.secrets import SecretBox
 from schemas import keys
 
 ALLOW_VALUES = ("admins", "contributors")

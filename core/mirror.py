@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from klaviyo_export.context import Context
-from klaviyo_export.store import Export
+from core.context import Context
+from core.store import Export
 
 LaunchRemovals = Callable[[str, int], object]
 

@@ -23,8 +23,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from klaviyo_export.errors import ExportError, InvalidInput
-from klaviyo_export.store import Connection
+from core.errors import ExportError, InvalidInput
+from core.store import Connection
 
 ROLES = ("admin", "contributor")
 

@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from klaviyo_export.actors import require_use
-from klaviyo_export.commands.output import add_json_flag, emit_json, emit_table
-from klaviyo_export.commands.progress import RunProgress
-from klaviyo_export.commands.waiting import Waited, follow, print_status, report, summarize
-from klaviyo_export.context import Context
-from klaviyo_export.errors import InvalidInput
+from core.actors import require_use
+from core.context import Context
+from core.errors import InvalidInput
+from frontdoors.cli.output import add_json_flag, emit_json, emit_table
+from frontdoors.cli.progress import RunProgress
+from frontdoors.cli.waiting import Waited, follow, print_status, report, summarize
 from schemas.contracts import SOURCE_FORMATS
 
 WAIT_HELP = (

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from core import audit
+from core.actors import Actor, require_admin, require_use
+from core.context import Context
+from core.cron import parse_cron
+from core.errors import InvalidInput
+from core.store import Connection, Export
 from klaviyo_client import NotFoundError
-from klaviyo_export import audit
-from klaviyo_export.actors import Actor, require_admin, require_use
-from klaviyo_export.context import Context
-from klaviyo_export.cron import parse_cron
-from klaviyo_export.errors import InvalidInput
-from klaviyo_export.store import Connection, Export
 from schemas.contracts import FINAL_RUN_STATUSES
 
 

@@ -1,7 +1,7 @@
 """How every call to Klaviyo waits and retries: one policy for workers and commands.
 
 Klaviyo limits each account per endpoint (``klaviyo_client.RATE_LIMITS``);
-the shared limiter (``klaviyo_export.ratelimit``) counts every request of
+the shared limiter (``core.ratelimit``) counts every request of
 every process in Redis, so a worker's uploads and a person's ``reconcile``
 of a 20,000-member list share one quota and neither gets a 429 for the
 other's traffic. Errors are retried by their type (``klaviyo_client.errors``):
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from core.ratelimit import RateLimiter
+from core.store import Connection
 from klaviyo_client import ClientSettings, KlaviyoClient, RetriableError, ThrottledError
-from klaviyo_export.ratelimit import RateLimiter
-from klaviyo_export.store import Connection
 
 MAX_TRANSIENT_ATTEMPTS: Final = 8
 """Transient errors (5xx, resets, timeouts) tolerated per piece of work before it fails."""

@@ -1,0 +1,1 @@
+"""Front doors: the ways in. Nothing in the project imports this package."""
