@@ -57,11 +57,10 @@ from bench.components import (
 )
 from bench.procstat import Tree
 from bench.report import print_human, report
-from core.runs import Runs
+from core.run_record import RunRecords
 from core.secrets import generate_key
 from demo.sample import write_sample
 from demo.services import celery_workers, embedded_redis
-from schemas.contracts import FINAL_RUN_STATUSES
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -189,11 +188,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if producer.returncode != 0:
                 raise RuntimeError(f"the producer failed: {err.decode().strip()}")
             run_id = json.loads(out.decode().strip().splitlines()[-1])["run_id"]
-            runs = Runs(redis.Redis.from_url(redis_url))
+            runs = RunRecords(redis.Redis.from_url(redis_url))
             deadline = time.monotonic() + args.timeout
             while True:
-                status = runs.status(run_id)
-                if status["status"] in FINAL_RUN_STATUSES:
+                run = runs.get(run_id)
+                if run.final:
                     break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"run {run_id} not finished after {args.timeout} s")
@@ -204,6 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for tree in (*trees, sandbox_tree, redis_tree):
                 tree.rescan_every = 0.0  # a last full look, children included
             sample()
+            status = run.to_json()
             stats = requests.get(f"{sandbox_url}/_sandbox/stats", timeout=60).json()
             info["calibration_ms_after"] = calibrate()
             worker_logs = [workdir / f"worker{i}.log" for i in range(args.workers)]

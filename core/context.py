@@ -1,4 +1,6 @@
-"""The handles a process needs: settings, one Redis pool, store, runs, Klaviyo clients."""
+"""The handles a process needs: settings, one Redis pool, the stores, the run
+lifecycle, Klaviyo clients. Built once per process (``Context.from_env``), or
+by a unit test from fakeredis and a recording dispatcher (``Context.build``)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import redis
+from redis import Redis
 
+from core.batch_store import BatchStore
+from core.dispatch import CeleryDispatcher, Dispatcher
+from core.lifecycle import Lifecycle
+from core.locks import ExportLocks
 from core.policy import UNVERIFIED_ACCOUNT, PatientClient, Quota, account_key
 from core.ratelimit import RateLimiter
-from core.runs import Runs
+from core.removal_store import RemovalStore
+from core.reports import Reports
+from core.run_record import RunRecords
 from core.secrets import SecretBox
 from core.settings import Settings
 from core.store import Connection, Store
@@ -25,9 +34,47 @@ REDIS_TIMEOUT = 30.0
 class Context:
     settings: Settings
     redis: redis.Redis
-    store: Store
-    runs: Runs
+    store: Store  # connections and exports
+    runs: RunRecords  # run records (read them here; change status through lifecycle)
+    batches: BatchStore
+    removals: RemovalStore
+    reports: Reports
+    locks: ExportLocks
+    lifecycle: Lifecycle
     client_settings: ClientSettings  # the defaults; a connection's own base URL wins
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        client: Redis,
+        box: SecretBox | None = None,
+        dispatcher: Dispatcher | None = None,
+    ) -> Context:
+        """Every store on one Redis client; parts go out through ``dispatcher``
+        (default: Celery chords on the configured broker)."""
+        records, batches = RunRecords(client), BatchStore(client)
+        removals, reports, locks = RemovalStore(client), Reports(client), ExportLocks(client)
+        lifecycle = Lifecycle(
+            records,
+            batches,
+            removals,
+            reports,
+            locks,
+            dispatcher or CeleryDispatcher(settings),
+        )
+        return cls(
+            settings=settings,
+            redis=client,
+            store=Store(client, box),
+            runs=records,
+            batches=batches,
+            removals=removals,
+            reports=reports,
+            locks=locks,
+            lifecycle=lifecycle,
+            client_settings=settings.klaviyo,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Context:
@@ -42,13 +89,7 @@ class Context:
             health_check_interval=30,
         )
         box = SecretBox(settings.secret_key) if settings.secret_key else None
-        return cls(
-            settings=settings,
-            redis=client,
-            store=Store(client, box),
-            runs=Runs(client),
-            client_settings=settings.klaviyo,
-        )
+        return cls.build(settings, client, box)
 
     def client_settings_for(self, connection: Connection) -> ClientSettings:
         """The connection's Klaviyo: the base URL its key was verified against.

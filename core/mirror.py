@@ -7,17 +7,12 @@ never wipe a list, so a **safety brake** holds the removals when they would
 take more than ``Export.brake_share`` of the members (default 20%) or more
 than ``Export.brake_count``, or when the segment has no valid row at all: the
 run then waits in ``awaiting_approval`` until ``approve RUN_ID`` or
-``reject RUN_ID``.
+``reject RUN_ID`` (``core.lifecycle``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from core.context import Context
 from core.store import Export
-
-LaunchRemovals = Callable[[str, int], object]
 
 
 def brake_reason(export: Export, to_remove: int, members: int, in_segment: int) -> str | None:
@@ -38,20 +33,3 @@ def brake_reason(export: Export, to_remove: int, members: int, in_segment: int) 
             f"{export.brake_count:,}: approve or reject the run"
         )
     return None
-
-
-def after_adds(ctx: Context, run_id: str, launch_removals: LaunchRemovals) -> str:
-    """The run's adds are done: finish it, hold it at the brake, or start removing."""
-    chunks = ctx.runs.removal_chunks(run_id)
-    # A resumed run decided its removals in its first attempt (removed, or
-    # rejected at the brake): resending its failed adds must not ask again.
-    decided = ctx.runs.removals_decided(run_id)
-    if chunks == 0 or decided or ctx.runs.abort_reason(run_id) is not None:
-        return str(ctx.runs.finish(run_id)["status"])
-    reason = ctx.runs.brake_reason(run_id)
-    if reason is not None:
-        ctx.runs.set_stage(run_id, "awaiting_approval", reason)
-        return "awaiting_approval"
-    ctx.runs.set_stage(run_id, "removing")
-    launch_removals(run_id, chunks)
-    return "removing"

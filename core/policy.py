@@ -13,7 +13,7 @@ other's traffic. Errors are retried by their type (``klaviyo_client.errors``):
 - fatal (4xx): never retried.
 
 Workers never sleep long: they hand a wait back to the broker
-(``worker.upload.RetryLater``). Commands may block, so ``PatientClient`` sleeps
+(``core.errors.RetryLater``). Commands may block, so ``PatientClient`` sleeps
 through the same waits.
 """
 

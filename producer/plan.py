@@ -26,14 +26,15 @@ from typing import Any, Final
 
 from core.context import Context
 from core.mirror import brake_reason
+from core.removal_store import REMOVAL_CHUNK
 from core.state import ExportState, digest
-from core.store import Connection, Export, text
+from core.store import Connection, Export
 from klaviyo_client import RATE_LIMITS, Operation
 from klaviyo_client.constants import MAX_EMAILS_PER_LOOKUP
 from producer.batches import Batch, BatchPacker
-from producer.profiles import EmailDeduplicator, MappedProfile
+from producer.dedup import EmailDeduplicator
+from producer.profiles import MappedProfile
 from producer.segment import Rejected, checked_rows
-from schemas import keys
 
 JOB_SECONDS_PER_PROFILE: Final = 1 / 5000
 """A conservative guess at Klaviyo's own processing speed for one job."""
@@ -41,8 +42,6 @@ JOB_SECONDS_PER_PROFILE: Final = 1 / 5000
 STATE_LOOKUP_CHUNK: Final = 1000
 """Accepted rows looked up in the export's state per round trip."""
 PROGRESS_EVERY: Final = 10_000
-REMOVAL_CHUNK: Final = 1000
-"""Emails per stored removal chunk: one removal task, one list call, each."""
 
 BatchSink = Callable[[Batch, list[str], list[str]], None]
 """Takes a packed batch with its rows' emails and digests (aligned with its rows)."""
@@ -306,9 +305,9 @@ def _blocker(ctx: Context, export: Export, connection: Connection, submitted: in
     reason = disabled_reason(export)
     if reason is not None:
         return reason
-    holder = ctx.redis.get(keys.export_lock(export.id))
+    holder = ctx.locks.holder(export.id)
     if holder is not None:
-        return f"export {export.id} has run {text(holder)} in progress: a run now is skipped"
+        return f"export {export.id} has run {holder} in progress: a run now is skipped"
     return cap_breach(submitted, export, connection, ctx.settings.max_profiles_per_run)
 
 

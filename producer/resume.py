@@ -12,46 +12,43 @@ from core import audit
 from core.actors import Actor, require_use
 from core.context import Context
 from core.errors import ExportBusy, ExportError
-from producer.dispatch import launch_run
+from core.lifecycle import RESUMABLE
 from producer.runner import interrupted
-
-RESUMABLE = ("failed", "partially_succeeded", "rejected")
-"""A rejected mirror run may still have adds that failed; its removals stay rejected."""
 
 
 def resume_run(ctx: Context, actor: Actor, run_id: str) -> list[int]:
     """Resend the run's unfinished batches; returns their numbers."""
-    status = ctx.runs.status(run_id)
-    if status["status"] not in RESUMABLE:
+    run = ctx.runs.get(run_id)
+    if run.status not in RESUMABLE:
         raise ExportError(
-            f"run {run_id} is {status['status']}: only failed, partially succeeded or "
+            f"run {run_id} is {run.status}: only failed, partially succeeded or "
             "rejected runs resume"
         )
-    export = ctx.store.get_export(status["export_id"])  # a removed export never runs again
+    export = ctx.store.get_export(run.export_id)  # a removed export never runs again
     connection_id, _ = ctx.runs.target(run_id)
     require_use(actor, ctx.store.get_connection(connection_id))
-    numbers = ctx.runs.unfinished_batches(run_id)
+    numbers = ctx.batches.unfinished(run_id)
     if not numbers:
         raise ExportError(
             f"run {run_id} sent no batch that failed (it stopped before sending): "
             "start a new run instead"
         )
-    expired = [n for n in numbers if not ctx.runs.has_payload(run_id, n)]
+    expired = [n for n in numbers if not ctx.batches.has_payload(run_id, n)]
     if expired:
         raise ExportError(
             f"run {run_id}: the stored rows of batches {expired} have expired: start a new run"
         )
-    holder = ctx.runs.lock_export(export.id, run_id)
+    holder = ctx.locks.take(export.id, run_id)
     if holder != run_id:
         raise ExportBusy(
             f"export {export.id} has run {holder} in progress: resume it later", holder
         )
     try:
-        ctx.runs.reopen(run_id, numbers)
+        ctx.lifecycle.reopen(run_id, numbers)
         audit.record(ctx.redis, actor, "run.resume", run_id, export=export.id, batches=numbers)
-        launch_run(ctx.settings, run_id, numbers)
+        ctx.lifecycle.dispatcher.launch_uploads(run_id, numbers)
     except BaseException as exc:
         interrupted(ctx, run_id, exc, what="resume")
-        ctx.runs.release_lock(export.id, run_id)  # also when the run had stayed final
+        ctx.locks.release(export.id, run_id)  # also when the run had stayed final
         raise
     return numbers

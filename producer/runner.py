@@ -16,16 +16,15 @@ from typing import Final
 
 from core import audit
 from core.actors import Actor, require_use
+from core.batch_store import StoredBatch
 from core.context import Context
 from core.errors import ExportBusy, ExportError
-from core.mirror import after_adds
+from core.removal_store import REMOVAL_CHUNK
 from core.state import ExportState
 from core.store import Connection, Export
 from klaviyo_client import FatalError, KlaviyoError, NotFoundError
 from producer.batches import Batch
-from producer.dispatch import launch_removals, launch_run
 from producer.plan import (
-    REMOVAL_CHUNK,
     Reading,
     cap_breach,
     decide_removals,
@@ -33,8 +32,8 @@ from producer.plan import (
     read_segment,
 )
 from producer.segment import Rejected
-from schemas import keys
-from schemas.contracts import FINAL_RUN_STATUSES
+from schemas.contracts import RunStatus
+from schemas.keys import RunField
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +70,12 @@ def start_run(
     disabled = disabled_reason(export)
     if disabled is not None:
         raise ExportError(disabled)
-    run_id = ctx.runs.create(
+    run_id = ctx.lifecycle.create(
         export.id, request.source, request.actor.user, connection.id, export.list_id
     )
-    holder = ctx.runs.lock_export(export.id, run_id)
+    holder = ctx.locks.take(export.id, run_id)
     if holder != run_id:
-        ctx.runs.discard(run_id)
+        ctx.runs.delete(run_id)
         raise ExportBusy(
             f"export {export.id} has run {holder} in progress: this run is skipped", holder
         )
@@ -110,35 +109,30 @@ def _start(
         ctx.runs.touch(run_id)  # alive: the check may have waited on the rate limit
         loaded = _read_and_store(ctx, run_id, export, request, on_progress)
     except (ExportError, KlaviyoError) as exc:
-        ctx.runs.discard_batches(run_id)
-        ctx.runs.finish(run_id, status="failed", message=str(exc))
+        ctx.lifecycle.fail_before_sending(run_id, str(exc))
         return
-    if not ctx.runs.mark_running(
+    if not ctx.lifecycle.begin_upload(
         run_id,
         rows_read=loaded.rows_read,
         submitted=loaded.submitted,
         batches=loaded.batches,
         unchanged=loaded.unchanged,
     ):
-        ctx.runs.discard_batches(run_id)
-        status = ctx.runs.status(run_id)
+        ctx.batches.discard_all(run_id)
+        run = ctx.runs.get(run_id)
         raise ExportError(
-            f"run {run_id} was ended while it read the segment ({status['status']}: "
-            f"{status['message']}): nothing was sent"
+            f"run {run_id} was ended while it read the segment ({run.status}: "
+            f"{run.message}): nothing was sent"
         )
     try:
         _check_caps(loaded.submitted, export, connection, ctx.settings.max_profiles_per_run)
     except ExportError as exc:
-        ctx.runs.unsent(run_id, loaded.submitted)
-        ctx.runs.finish(run_id, status="failed", message=str(exc))
+        ctx.lifecycle.end_unsent(run_id, loaded.submitted, str(exc))
         return
     if ctx.runs.abort_reason(run_id) is not None:  # removed while we read: send nothing
-        ctx.runs.unsent(run_id, loaded.submitted)
-        ctx.runs.finish(run_id)
-    elif loaded.batches == 0:
-        after_adds(ctx, run_id, partial(launch_removals, ctx.settings))
+        ctx.lifecycle.end_unsent(run_id, loaded.submitted)
     else:
-        launch_run(ctx.settings, run_id, loaded.batches)
+        ctx.lifecycle.launch(run_id, loaded.batches)
 
 
 def interrupted(ctx: Context, run_id: str, exc: BaseException, what: str = "start") -> None:
@@ -149,11 +143,11 @@ def interrupted(ctx: Context, run_id: str, exc: BaseException, what: str = "star
     Best effort: with Redis down, the watchdog clears the lock later."""
     reason = f"the run's {what} was interrupted ({type(exc).__name__}): nothing more is sent"
     try:
-        status = ctx.runs.status(run_id)["status"]
-        if status == "pending":
-            ctx.runs.discard_batches(run_id)
-        if status not in FINAL_RUN_STATUSES:
-            ctx.runs.finish(run_id, status="failed", message=reason)
+        status = ctx.runs.status(run_id)
+        if status is RunStatus.PENDING:
+            ctx.batches.discard_all(run_id)
+        if not status.final:
+            ctx.lifecycle.fail(run_id, reason)
     except Exception as err:  # noqa: BLE001 - the first error is the one to report
         log.warning(
             "run %s: could not be ended after %s: %s",
@@ -198,12 +192,14 @@ def _read_and_store(
     rejected: list[dict[str, object]] = []
 
     def store(batch: Batch, emails: list[str], digests: list[str]) -> None:
-        ctx.runs.store_batch(run_id, batch.number, batch.profiles_json, batch.rows, emails, digests)
+        ctx.batches.store(
+            StoredBatch(run_id, batch.number, batch.profiles_json, batch.rows, emails, digests)
+        )
 
     def reject(outcome: Rejected) -> None:
         rejected.append(outcome.record())
         if len(rejected) >= REJECTION_FLUSH:
-            ctx.runs.add_rejections(run_id, rejected)
+            ctx.reports.add_rejections(run_id, rejected)
             rejected.clear()
 
     def progress(rows_read: int) -> None:
@@ -222,13 +218,13 @@ def _read_and_store(
         on_rejected=reject,
         on_progress=progress,  # always: it is also the heartbeat the watchdog reads
     )
-    ctx.runs.add_rejections(run_id, rejected)
+    ctx.reports.add_rejections(run_id, rejected)
     removals = decide_removals(
         export,
         state,
         loaded,
-        keep=partial(ctx.runs.store_removals, run_id, chunk_size=REMOVAL_CHUNK),
+        keep=partial(ctx.removals.store, run_id, chunk_size=REMOVAL_CHUNK),
     )
     if removals is not None and removals.brake_reason is not None:
-        ctx.redis.hset(keys.run(run_id), "brake_reason", removals.brake_reason)
+        ctx.runs.set_fields(run_id, **{RunField.BRAKE_REASON: removals.brake_reason})
     return loaded

@@ -15,27 +15,52 @@ upstream system's message is an error, not a silent default.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Final
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 VERSION: Final = 1
 
-RUN_STATUSES: Final = (
-    "pending",  # recorded, segment being read
-    "running",  # batches queued or uploading
-    "succeeded",  # every row exported or rejected before upload; Klaviyo failed none
-    "partially_succeeded",  # some rows exported, some failed at Klaviyo
-    "failed",  # nothing exported, or the run could not complete
-    "cancelled",  # the export was removed mid-run
-    "rejected",  # a mirror run whose removals were rejected at the brake (adds done)
-    "awaiting_approval",  # a mirror run's removals wait for `approve` or `reject`
-    "removing",  # a mirror run's removals are being sent
-)
+
+class RunStatus(StrEnum):
+    """Where a run is. Only ``core.lifecycle`` moves a run from one to another."""
+
+    PENDING = "pending"  # recorded, segment being read
+    RUNNING = "running"  # batches queued or uploading
+    AWAITING_APPROVAL = "awaiting_approval"  # a mirror run's removals wait for approve/reject
+    REMOVING = "removing"  # a mirror run's removals are being sent
+    SUCCEEDED = "succeeded"  # every row exported or rejected before upload; Klaviyo failed none
+    PARTIALLY_SUCCEEDED = "partially_succeeded"  # some rows exported, some failed at Klaviyo
+    FAILED = "failed"  # nothing exported, or the run could not complete
+    CANCELLED = "cancelled"  # the export (or its connection) was removed mid-run
+    REJECTED = "rejected"  # a mirror run whose removals were rejected at the brake (adds done)
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_RUN_STATUSES
+
+
+class BatchStatus(StrEnum):
+    """A batch's (or removal chunk's) final outcome."""
+
+    SUCCEEDED = "succeeded"
+    PARTIALLY_SUCCEEDED = "partially_succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+RUN_STATUSES: Final = tuple(RunStatus)
 FINAL_RUN_STATUSES: Final = frozenset(
-    {"succeeded", "partially_succeeded", "failed", "cancelled", "rejected"}
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.PARTIALLY_SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.REJECTED,
+    }
 )
-BATCH_STATUSES: Final = ("succeeded", "partially_succeeded", "failed", "cancelled")
+BATCH_STATUSES: Final = tuple(BatchStatus)
 SOURCE_FORMATS: Final = ("csv", "jsonl")
 REQUEST_TRIGGERS: Final = ("upstream", "schedule")
 
@@ -103,7 +128,7 @@ class DeadLetterSchema(_Versioned):
 class BatchResultSchema(_Versioned):
     run_id = fields.String(required=True)
     batch = fields.Integer(required=True, validate=validate.Range(min=0))
-    status = fields.String(required=True, validate=validate.OneOf(BATCH_STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf([s.value for s in BatchStatus]))
     submitted = fields.Integer(required=True, validate=validate.Range(min=0))
     imported = fields.Integer(required=True, validate=validate.Range(min=0))
     failed = fields.Integer(required=True, validate=validate.Range(min=0))
@@ -141,7 +166,7 @@ class BatchCountsSchema(Schema):
 class RunStatusSchema(_Versioned):
     run_id = fields.String(required=True)
     export_id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(RUN_STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf([s.value for s in RunStatus]))
     message = fields.String(load_default="", allow_none=True)
     created_at = fields.Float(required=True)
     started_at = fields.Float(load_default=None, allow_none=True)

@@ -48,8 +48,55 @@ def export_runs(export_id: str) -> str:
 
 
 def run(run_id: str) -> str:
-    """Hash: the run record, its counters and its final status."""
+    """Hash: the run record, its counters and its final status (fields: ``RunField``)."""
     return f"{PREFIX}run:{run_id}"
+
+
+class RunField:
+    """The fields of the run hash (``run``). ``core.run_record`` reads and writes
+    them; the Lua scripts of ``core.scripts`` name the counters they change."""
+
+    # Who, what and where, set when the run is created.
+    RUN_ID: Final = "run_id"
+    EXPORT_ID: Final = "export_id"
+    CONNECTION_ID: Final = "connection_id"  # snapshot: where the run sends
+    LIST_ID: Final = "list_id"
+    SOURCE: Final = "source"
+    REQUESTED_BY: Final = "requested_by"
+    # The lifecycle (written by core.lifecycle only).
+    STATUS: Final = "status"  # a schemas.contracts.RunStatus
+    MESSAGE: Final = "message"  # why it is where it is
+    ATTEMPT: Final = "attempt"  # 1, then one more per resume
+    # Times, epoch seconds as repr(float).
+    CREATED_AT: Final = "created_at"
+    UPDATED_AT: Final = "updated_at"  # last progress: the watchdog's clock
+    STARTED_AT: Final = "started_at"
+    ATTEMPT_STARTED_AT: Final = "attempt_started_at"
+    FINISHED_AT: Final = "finished_at"
+    # Row counters: rows_read = rejected + submitted + unchanged; submitted = imported + failed.
+    ROWS_READ: Final = "rows_read"
+    REJECTED: Final = "rejected"
+    SUBMITTED: Final = "submitted"
+    IMPORTED: Final = "imported"
+    FAILED: Final = "failed"
+    UNCHANGED: Final = "unchanged"
+    # Batch counters: batches_<BatchStatus> for each final batch status.
+    BATCHES_TOTAL: Final = "batches_total"
+    BATCHES_DONE: Final = "batches_done"
+    BATCHES_PREFIX: Final = "batches_"
+    # Mirror runs.
+    TO_REMOVE: Final = "to_remove"
+    REMOVED: Final = "removed"
+    REMOVAL_FAILED: Final = "removal_failed"
+    REMOVAL_CHUNKS: Final = "removal_chunks"
+    REMOVAL_CHUNKS_DONE: Final = "removal_chunks_done"
+    REMOVAL_ATTEMPTS_PREFIX: Final = "removal_attempts:"  # + chunk: transient failures
+    BRAKE_REASON: Final = "brake_reason"  # why the removals wait for approval
+    REMOVALS_REJECTED: Final = "removals_rejected"  # who rejected them at the brake
+    # Stopping: the first reason wins; ``cancelled`` makes the end "cancelled".
+    ABORT_REASON: Final = "abort_reason"
+    CANCELLED: Final = "cancelled"
+    WATCHDOG_RESENDS_PREFIX: Final = "watchdog_resends:"  # + stage: resend rounds so far
 
 
 def run_rejected_reasons(run_id: str) -> str:

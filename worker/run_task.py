@@ -29,7 +29,6 @@ import redis
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
-from schemas import keys
 from worker.context import context
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class RunTask(Task):  # type: ignore[misc]
             return False  # the task's own error says more than this one
 
     def _vanished(self, run_id: str) -> bool:
-        if context().redis.exists(keys.run(run_id)):
+        if context().runs.exists(run_id):
             return False
         log.warning(
             "%s: run %s is no longer in Redis (restarted without persistence?): "

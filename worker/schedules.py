@@ -39,8 +39,8 @@ import redis
 
 from core.cron import parse_cron
 from core.errors import NotFound
-from core.store import Export, Store, text
-from schemas import keys
+from core.schedule_claims import ScheduleClaims
+from core.store import Export, Store
 from schemas import tasks as names
 from schemas.contracts import EXPORT_REQUEST, VERSION, load
 
@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 
 LOOKBACK_MINUTES: Final = 10
 """How far back a tick looks for due minutes nobody claimed yet."""
-CLAIM_TTL: Final = 24 * 3600
-"""How long a claimed minute is remembered: far longer than the look-back."""
 REQUESTED_BY: Final = "schedule"
 
 Publish = Callable[[dict[str, Any]], None]
@@ -113,6 +111,7 @@ def tick(
     """Publish one request per export with an unclaimed due minute; returns them."""
     system = Cron(refresh_cron) if refresh_cron else None
     minutes = recent_minutes(now, lookback)
+    claims = ScheduleClaims(client)
     requested = []
     for export in _schedulable(store):
         crons = _crons(export, system)
@@ -120,17 +119,13 @@ def tick(
         due = [m for m in minutes if m >= created and any(c.matches(m) for c in crons)]
         if not due:
             continue
-        claimed = [
-            stamp
-            for stamp in map(minute_stamp, due)
-            if client.set(keys.schedule_fired(export.id, stamp), "1", nx=True, ex=CLAIM_TTL)
-        ]
+        claimed = claims.claim(export.id, map(minute_stamp, due))
         if not claimed:
             continue
         try:
             publish(request_for(export.id))
         except BaseException:
-            client.delete(*(keys.schedule_fired(export.id, s) for s in claimed))
+            claims.release(export.id, claimed)
             raise
         log.info("export %s: scheduled run requested (due %s UTC)", export.id, claimed[-1])
         requested.append(Requested(export.id, tuple(claimed)))
@@ -139,7 +134,7 @@ def tick(
 
 def _schedulable(store: Store) -> Iterator[Export]:
     """Enabled exports with a bound segment; one removed meanwhile is passed over."""
-    for export_id in sorted(text(m) for m in store.redis.smembers(keys.EXPORTS)):
+    for export_id in store.export_ids():
         try:
             export = store.get_export(export_id)
         except NotFound:

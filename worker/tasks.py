@@ -10,13 +10,14 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
-from celery import Task, chord
+from celery import Task
 
 from core.context import Context
-from core.mirror import after_adds
+from core.errors import RetryLater
 from schemas import tasks as names
+from schemas.contracts import RunStatus
 from worker import removals, schedules, upload
 from worker.celery_app import app
 from worker.config import max_countdown
@@ -25,10 +26,12 @@ from worker.watchdog import Stage, clear_locks, sweep
 
 log = logging.getLogger(__name__)
 
+Result = TypeVar("Result")
+
 
 def _or_retry(
-    task: Task, work: Callable[[Context, str, int], dict[str, Any]], run_id: str, part: int
-) -> dict[str, Any]:
+    task: Task, work: Callable[[Context, str, int], Result], run_id: str, part: int
+) -> Result:
     """Do ``work``; a ``RetryLater`` hands the message back with a capped countdown.
 
     The retry is raised after the ``except`` block, not in it: raised inside, the
@@ -39,7 +42,7 @@ def _or_retry(
     """
     try:
         return work(context(), run_id, part)
-    except upload.RetryLater as wait:
+    except RetryLater as wait:
         countdown = min(wait.countdown, max_countdown(context().settings))
         queue = names.POLLS_QUEUE if wait.polling else None  # None: where it came from
         log.info(
@@ -56,42 +59,36 @@ def upload_batch(self: Task, run_id: str, batch: int, **_: Any) -> dict[str, Any
         "run %s batch %s: %s (%s imported, %s failed)",
         run_id,
         batch,
-        result["status"],
-        result["imported"],
-        result["failed"],
+        result.status,
+        result.imported,
+        result.failed,
     )
-    return result
+    return result.to_json()
 
 
 @app.task(name=names.FINALIZE_RUN, acks_late=True)
 def finalize_run(results: list[dict[str, Any]], run_id: str, **_: Any) -> dict[str, Any]:
     """The chord's body: the adds are done; end the run, or start a mirror run's
     removals (or hold them at the safety brake)."""
-    stage = after_adds(context(), run_id, launch_removals)
+    stage = context().lifecycle.after_adds(run_id)
     log.info("run %s adds done (%s batch results): %s", run_id, len(results), stage)
-    return {"run_id": run_id, "status": stage}
-
-
-def launch_removals(run_id: str, chunks: int) -> None:
-    header = [remove_members.si(run_id, chunk) for chunk in range(chunks)]
-    body = finalize_removals.s(run_id=run_id).on_error(run_failed.s(run_id=run_id))
-    chord(header)(body)
+    return {"run_id": run_id, "status": stage.value}
 
 
 @app.task(name=names.REMOVE_MEMBERS, bind=True, max_retries=None, acks_late=True)
 def remove_members(self: Task, run_id: str, chunk: int, **_: Any) -> dict[str, Any]:
     """Remove one chunk of a mirror run's departed members from the list."""
     result = _or_retry(self, removals.remove_members, run_id, chunk)
-    log.info("run %s removals %s: %s", run_id, chunk, result["status"])
-    return result
+    log.info("run %s removals %s: %s", run_id, chunk, result.outcome)
+    return result.to_json()
 
 
 @app.task(name=names.FINALIZE_REMOVALS, acks_late=True)
 def finalize_removals(results: list[dict[str, Any]], run_id: str, **_: Any) -> dict[str, Any]:
     """The removals' chord body: the run's end."""
-    status = context().runs.finish(run_id)
-    log.info("run %s finished: %s (%s removal chunks)", run_id, status["status"], len(results))
-    return {"run_id": run_id, "status": status["status"]}
+    run = context().lifecycle.finish(run_id)
+    log.info("run %s finished: %s (%s removal chunks)", run_id, run.status, len(results))
+    return {"run_id": run_id, "status": run.status.value}
 
 
 @app.task(name=names.RUN_FAILED, acks_late=True)
@@ -99,7 +96,7 @@ def run_failed(request: Any, exc: Any, traceback: Any, run_id: str, **_: Any) ->
     """The chord's errback: a batch task raised instead of returning a result."""
     reason = f"a batch task failed unexpectedly: {type(exc).__name__}"
     log.error("run %s: %s", run_id, reason)
-    context().runs.finish(run_id, status="failed", message=reason)
+    context().lifecycle.fail(run_id, reason)
 
 
 @app.task(name=names.WATCHDOG, acks_late=True)
@@ -107,21 +104,21 @@ def watchdog(**_: Any) -> dict[str, Any]:
     """Do what a lost chord callback would have; resend the parts of stalled runs."""
     ctx = context()
     stages = {
-        "running": Stage(
-            missing=ctx.runs.missing_batches,
+        RunStatus.RUNNING: Stage(
+            missing=ctx.batches.missing,
             resend=lambda run_id, number: upload_batch.apply_async((run_id, number)),
             fail=partial(upload.fail_lost_batch, ctx),
-            done=lambda run_id: after_adds(ctx, run_id, launch_removals),
+            done=ctx.lifecycle.after_adds,
         ),
-        "removing": Stage(
-            missing=ctx.runs.missing_removal_chunks,
+        RunStatus.REMOVING: Stage(
+            missing=ctx.removals.missing,
             resend=lambda run_id, chunk: remove_members.apply_async((run_id, chunk)),
             fail=partial(removals.fail_lost_chunk, ctx),
-            done=ctx.runs.finish,
+            done=ctx.lifecycle.finish,
         ),
     }
-    outcome = sweep(ctx.runs, stages, stale_after=ctx.settings.stall_seconds)
-    freed = clear_locks(ctx.runs, stale_after=ctx.settings.stall_seconds)
+    outcome = sweep(ctx.lifecycle, stages, stale_after=ctx.settings.stall_seconds)
+    freed = clear_locks(ctx.lifecycle, stale_after=ctx.settings.stall_seconds)
     return {
         "finished": outcome.finished,
         "resent": outcome.resent,

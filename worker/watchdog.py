@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from core.errors import NotFound
-from core.runs import Runs
-from schemas.contracts import FINAL_RUN_STATUSES
+from core.lifecycle import Lifecycle
+from schemas.contracts import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class Sweep:
 
 
 def sweep(
-    runs: Runs,
-    stages: dict[str, Stage],
+    lifecycle: Lifecycle,
+    stages: dict[RunStatus, Stage],
     stale_after: float,
     now: float | None = None,
     grace: float = GRACE,
@@ -73,9 +73,10 @@ def sweep(
     """Check every active run whose status is a key of ``stages`` ("running",
     "removing"); others (at the brake) are left alone."""
     now = time.time() if now is None else now
+    runs = lifecycle.records
     result = Sweep([], {}, [])
     for run_id in runs.active():
-        status = runs.status(run_id)["status"]
+        status = runs.status(run_id)
         stage = stages.get(status)
         if stage is None:
             continue
@@ -101,12 +102,12 @@ def sweep(
         reason = f"no result after {MAX_RESENDS} resends (lost by the queue)"
         for number in missing:
             stage.fail(run_id, number, reason)
-        runs.finish(run_id)
+        lifecycle.finish(run_id)
         result.failed.append(run_id)
     return result
 
 
-def clear_locks(runs: Runs, stale_after: float, now: float | None = None) -> list[str]:
+def clear_locks(lifecycle: Lifecycle, stale_after: float, now: float | None = None) -> list[str]:
     """Release the run locks no live run holds; returns the exports freed.
 
     A lock younger than ``GRACE`` is left alone: a ``resume`` takes the lock
@@ -114,32 +115,30 @@ def clear_locks(runs: Runs, stale_after: float, now: float | None = None) -> lis
     """
     now = time.time() if now is None else now
     freed = []
-    for export_id, run_id, age in runs.locks():
-        if age < GRACE:
+    for lock in lifecycle.locks.all():
+        if lock.age < GRACE:
             continue
-        why = _why_free(runs, run_id, stale_after, now)
+        why = _why_free(lifecycle, lock.run_id, stale_after, now)
         if why is None:
             continue
-        runs.release_lock(export_id, run_id)  # ending a stalled run released it already
-        log.warning("export %s: run lock of %s released: %s", export_id, run_id, why)
-        freed.append(export_id)
+        lifecycle.locks.release(lock.export_id, lock.run_id)  # ending a stalled run did already
+        log.warning("export %s: run lock of %s released: %s", lock.export_id, lock.run_id, why)
+        freed.append(lock.export_id)
     return freed
 
 
-def _why_free(runs: Runs, run_id: str, stale_after: float, now: float) -> str | None:
+def _why_free(lifecycle: Lifecycle, run_id: str, stale_after: float, now: float) -> str | None:
     """Why the lock of ``run_id`` must go, or None while the run is alive."""
     try:
-        status = runs.status(run_id)["status"]
+        status = lifecycle.records.status(run_id)
     except NotFound:
         return "its run is gone"
-    if status in FINAL_RUN_STATUSES:
+    if status.final:
         return f"its run is {status}"
-    if status != "pending" or now - runs.updated_at(run_id) < stale_after:
+    if status is not RunStatus.PENDING or now - lifecycle.records.updated_at(run_id) < stale_after:
         return None
-    runs.discard_batches(run_id)  # its rows (emails) must not linger
-    runs.finish(
+    lifecycle.fail_before_sending(  # its rows (emails) must not linger
         run_id,
-        status="failed",
-        message=f"the producer stopped reading the segment (no progress for {stale_after:.0f} s)",
+        f"the producer stopped reading the segment (no progress for {stale_after:.0f} s)",
     )
     return "its run stopped while reading the segment"

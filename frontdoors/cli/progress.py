@@ -8,7 +8,7 @@ filling up. Nothing at all with ``--json``: stdout then carries one JSON
 object and stderr only errors.
 
 Rows done counts rows whose batch has a result, plus the rows Klaviyo reports
-done in jobs it is still importing (``Runs.in_flight``), so the display moves
+done in jobs it is still importing (``BatchStore.in_flight``), so the display moves
 even when every batch ends at the same moment.
 """
 
@@ -29,6 +29,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from schemas.contracts import RunStatus
 
 PLAIN_EVERY: Final = 30.0
 
@@ -56,12 +58,12 @@ class RunProgress:
         self._show("reading the segment", rows, None)
 
     def run(self, status: Mapping[str, Any], in_flight: int = 0) -> None:
-        """The run's status as ``Runs.status`` gives it."""
+        """The run's status, as ``Run.to_json`` gives it."""
         counts = status["counts"]
         stage = status["status"]
-        if stage == "pending":
+        if stage == RunStatus.PENDING:
             self._show("reading the segment", counts["rows_read"], None)
-        elif stage == "removing":
+        elif stage == RunStatus.REMOVING:
             done = counts["removed"] + counts["removal_failed"]
             self._show("removing members who left", done, counts["to_remove"])
         else:

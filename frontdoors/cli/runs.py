@@ -12,6 +12,7 @@ from pathlib import Path
 from core.actors import require_use
 from core.context import Context
 from core.errors import InvalidInput
+from core.reports import REPORT_COLUMNS
 from frontdoors.cli.output import add_json_flag, emit_json, emit_table
 from frontdoors.cli.progress import RunProgress
 from frontdoors.cli.waiting import Waited, follow, print_status, report, summarize
@@ -137,9 +138,9 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if not args.wait:
-        status = ctx.runs.status(run_id)
+        run = ctx.runs.get(run_id)
         if args.json:
-            emit_json(summarize(status))
+            emit_json(summarize(run))
         else:
             print(run_id)
         return 0
@@ -163,8 +164,8 @@ def _approve(args: argparse.Namespace) -> int:
 def _reject(args: argparse.Namespace) -> int:
     from producer.approval import reject
 
-    status = reject(Context.from_env(), args.actor, args.run_id)
-    report(Waited(status, "ended", 0.0), args.json)
+    run = reject(Context.from_env(), args.actor, args.run_id)
+    report(Waited(run, "ended", 0.0), args.json)
     return 0  # the decision was taken; the run's own status is printed
 
 
@@ -201,7 +202,7 @@ def _resume(args: argparse.Namespace) -> int:
         print(f"run {args.run_id}: sending batches {numbers} again", flush=True)
     if not args.wait:
         if args.json:
-            emit_json(summarize(ctx.runs.status(args.run_id)))
+            emit_json(summarize(ctx.runs.get(args.run_id)))
         return 0
     progress = RunProgress(enabled=not args.json)
     return report(follow(ctx, args.run_id, progress, args.timeout), args.json)
@@ -258,11 +259,11 @@ def _status(args: argparse.Namespace) -> int:
     if args.watch:
         progress = RunProgress(enabled=not args.json)
         return report(follow(ctx, args.run_id, progress, args.timeout), args.json)
-    status = ctx.runs.status(args.run_id)
+    run = ctx.runs.get(args.run_id)
     if args.json:
-        emit_json(summarize(status))
+        emit_json(summarize(run))
     else:
-        print_status(status)
+        print_status(run)
     return 0
 
 
@@ -273,14 +274,14 @@ def _runs(args: argparse.Namespace) -> int:
         return 0
     table = [
         {
-            "run": r["run_id"],
-            "export": r["export_id"],
-            "status": r["status"],
-            "read": r["counts"]["rows_read"],
-            "rejected": r["counts"]["rejected"],
-            "imported": r["counts"]["imported"],
-            "failed": r["counts"]["failed"],
-            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])),
+            "run": r.run_id,
+            "export": r.export_id,
+            "status": r.status.value,
+            "read": r.counts.rows_read,
+            "rejected": r.counts.rejected,
+            "imported": r.counts.imported,
+            "failed": r.counts.failed,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
         }
         for r in rows
     ]
@@ -290,36 +291,12 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
-REJECTED_COLUMNS = ("row", "stage", "field", "code", "reason")
-
-
 def _rejected(args: argparse.Namespace) -> int:
-    runs = Context.from_env().runs
-    runs.status(args.run_id)  # a clear error for an unknown run
-    rows = [
-        {
-            "row": item["row"],
-            "stage": "checks",
-            "field": item.get("field") or "",
-            "code": item["code"],
-            "reason": item["reason"],
-        }
-        for item in runs.rejected_rows(args.run_id)
-    ]
-    rows += [
-        {
-            "row": item.get("row") or "",
-            "stage": "klaviyo",
-            "field": item.get("field") or "",
-            "code": item["code"],
-            "reason": item["detail"],
-        }
-        for item in runs.failed_rows(args.run_id)
-    ]
+    rows = Context.from_env().reports.not_exported(args.run_id)
     if args.json:
         emit_json({"run_id": args.run_id, "rows": rows})
         return 0
-    writer = csv.DictWriter(sys.stdout, fieldnames=REJECTED_COLUMNS)
+    writer = csv.DictWriter(sys.stdout, fieldnames=REPORT_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     return 0

@@ -19,9 +19,10 @@ import redis
 
 from core.context import Context
 from core.errors import NotFound, Unavailable
+from core.run_record import Run
 from frontdoors.cli.output import Exit, emit_json, exit_for
 from frontdoors.cli.progress import RunProgress
-from schemas.contracts import FINAL_RUN_STATUSES
+from schemas.contracts import RunStatus
 
 MAX_POLL_SECONDS: Final = 2.0
 _REDIS_LOST: Final = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
@@ -29,7 +30,7 @@ _REDIS_LOST: Final = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadi
 
 @dataclass(frozen=True)
 class Waited:
-    status: dict[str, Any]
+    run: Run
     outcome: str  # "ended", "needs_decision" or "timed_out"
     waited_s: float
 
@@ -40,14 +41,14 @@ def follow(
     """Poll the run until it ends, needs a decision, or ``timeout`` seconds pass."""
     started = time.monotonic()
     delay = 0.2
-    seen: dict[str, Any] | None = None
+    seen: Run | None = None
     lost = False
     try:
         while True:
             waited = time.monotonic() - started
             try:
-                status = ctx.runs.status(run_id)
-                in_flight = ctx.runs.in_flight(run_id) if status["status"] == "running" else 0
+                run = ctx.runs.get(run_id)
+                in_flight = ctx.batches.in_flight(run_id) if run.status is RunStatus.RUNNING else 0
             except NotFound:
                 if seen is None:
                     raise
@@ -68,85 +69,82 @@ def follow(
             if lost:
                 progress.note("Redis is back: following the run again")
                 lost = False
-            seen = status
-            if status["status"] in FINAL_RUN_STATUSES:
-                return Waited(status, "ended", waited)
-            if status["status"] == "awaiting_approval":
-                return Waited(status, "needs_decision", waited)
+            seen = run
+            if run.final:
+                return Waited(run, "ended", waited)
+            if run.status is RunStatus.AWAITING_APPROVAL:
+                return Waited(run, "needs_decision", waited)
             if timeout is not None and waited >= timeout:
-                return Waited(status, "timed_out", waited)
-            progress.run(status, in_flight)
+                return Waited(run, "timed_out", waited)
+            progress.run(run.to_json(), in_flight)
             time.sleep(delay)
             delay = min(MAX_POLL_SECONDS, delay * 1.5)
     finally:
         progress.close()
 
 
-def _gone(run_id: str, seen: dict[str, Any]) -> str:
+def _gone(run_id: str, seen: Run) -> str:
     return (
         f"run {run_id} is no longer in Redis (was it restarted without persistence?): "
-        f"its outcome is unknown; `klaviyo-export reconcile {seen['export_id']}` compares "
+        f"its outcome is unknown; `klaviyo-export reconcile {seen.export_id}` compares "
         "the list with what the export put there"
     )
 
 
 def report(waited: Waited, as_json: bool) -> int:
     """Print how the run stands; returns the command's exit code."""
-    status = waited.status
-    run_id = status["run_id"]
-    summary = summarize(status)
+    run = waited.run
+    run_id = run.run_id
+    summary = summarize(run)
     if waited.outcome == "needs_decision":
         decision = {
-            "reason": status["message"],
+            "reason": run.message,
             "approve": f"klaviyo-export approve {run_id}",
             "reject": f"klaviyo-export reject {run_id}",
         }
         if as_json:
             emit_json({**summary, "decision": decision})
         else:
-            print_status(status)
-            print(f"run {run_id} needs a decision: {status['message']}")
+            print_status(run)
+            print(f"run {run_id} needs a decision: {run.message}")
             print(f"  to remove the members:  {decision['approve']}")
             print(f"  to keep every member:   {decision['reject']}")
         return int(Exit.NEEDS_DECISION)
     if waited.outcome == "timed_out":
         note = (
-            f"run {run_id} is still {status['status']} after {waited.waited_s:.0f} s; it goes on: "
+            f"run {run_id} is still {run.status} after {waited.waited_s:.0f} s; it goes on: "
             f"`klaviyo-export status {run_id} --watch` follows it"
         )
         if as_json:
             emit_json({**summary, "timed_out": True, "note": note})
         else:
-            print_status(status)
+            print_status(run)
             print(note)
         return int(Exit.TIMED_OUT)
     if as_json:
         emit_json(summary)
     else:
-        print_status(status)
-    return int(exit_for(status["status"]))
+        print_status(run)
+    return int(exit_for(run.status))
 
 
-def summarize(status: dict[str, Any]) -> dict[str, Any]:
+def summarize(run: Run) -> dict[str, Any]:
     """What ``--json`` prints of a run."""
-    attempt = status.get("attempt", 1)
-    began = status["created_at"]
-    if attempt > 1 and status.get("attempt_started_at"):
-        began = status["attempt_started_at"]  # a resume's duration is its own
+    status = run.to_json()
     return {
-        "run_id": status["run_id"],
-        "export_id": status["export_id"],
+        "run_id": run.run_id,
+        "export_id": run.export_id,
         "status": status["status"],
-        "message": status["message"],
+        "message": run.message,
         "counts": status["counts"],
         "batches": status["batches"],
-        "attempt": attempt,
-        "duration_s": (round(status["finished_at"] - began, 3) if status["finished_at"] else None),
+        "attempt": run.attempt,
+        "duration_s": run.duration_s,
     }
 
 
-def print_status(status: dict[str, Any]) -> None:
-    summary = summarize(status)
+def print_status(run: Run) -> None:
+    summary = summarize(run)
     counts = summary["counts"]
     print(f"run {summary['run_id']} (export {summary['export_id']}): {summary['status']}")
     if summary["message"]:

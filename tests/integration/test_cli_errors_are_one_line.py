@@ -15,7 +15,8 @@ import time
 import redis
 import requests
 
-from core.runs import Runs
+from core.context import Context
+from core.settings import Settings
 from demo.services import free_port
 
 COMMAND = [sys.executable, "-m", "frontdoors.cli.main"]
@@ -58,9 +59,9 @@ def test_a_malformed_setting_names_the_variable_and_the_range(redis_url: str) ->
 
 
 def test_a_closed_output_pipe_ends_quietly(real_redis: redis.Redis, redis_url: str) -> None:
-    runs = Runs(real_redis)
+    lifecycle = Context.build(Settings.from_env({}), real_redis).lifecycle
     for _ in range(3000):
-        runs.create("e_many", "s.csv", "ann", "c_1", "L1")
+        lifecycle.create("e_many", "s.csv", "ann", "c_1", "L1")
     reader = subprocess.Popen(
         [*COMMAND, "runs", "--limit", "3000"],
         env={**os.environ, "REDIS_URL": redis_url},

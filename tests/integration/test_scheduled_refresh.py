@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from core.context import Context
-from schemas.contracts import FINAL_RUN_STATUSES
 from tests.support.pipeline import LIST_ID, pipeline
 from tests.support.services import redis_server
 
@@ -56,8 +55,8 @@ def test_an_export_with_a_schedule_runs_by_itself(tmp_path: Path) -> None:
                 while finished is None:
                     assert time.monotonic() < deadline, "no scheduled run finished in time"
                     recent = runs.recent(export_id, 5)
-                    if recent and recent[0]["status"] in FINAL_RUN_STATUSES:
-                        finished = recent[0]
+                    if recent and recent[0].final:
+                        finished = recent[0].to_json()
                     else:
                         time.sleep(1.0)
                 out, _ = listener.communicate(timeout=30)

@@ -166,7 +166,7 @@ def final_status(kx: Pipeline, run_id: str, timeout: float = 120) -> dict[str, A
     runs = Context.from_env(kx.env).runs
     deadline = time.monotonic() + timeout
     while True:
-        status = runs.status(run_id)
+        status = runs.get(run_id).to_json()
         if status["status"] in FINAL_RUN_STATUSES:
             return status
         assert time.monotonic() < deadline, f"run {run_id} still {status['status']}"

@@ -102,7 +102,7 @@ class Pipeline:
         runs = Context.from_env(self.env).runs
         deadline = time.monotonic() + timeout
         while True:
-            status = runs.status(run_id)
+            status = runs.get(run_id).to_json()
             if predicate(status) or time.monotonic() > deadline:
                 return status
             time.sleep(0.2)

@@ -9,16 +9,15 @@ nothing.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
-import fakeredis
 import pytest
 
 from core.actors import Actor
 from core.context import Context
-from core.runs import Runs
 from core.state import ExportState
-from core.store import Connection, Export, Store
+from core.store import Connection, Export
 from demo.sample import write_sample
 from klaviyo_client import Operation
 from producer.plan import Plan, import_schedule_seconds, plan_run
@@ -39,12 +38,8 @@ ACTOR = Actor("tester", "admin")
 
 
 @pytest.fixture
-def ctx() -> Context:
-    fake = fakeredis.FakeRedis()
-    base = Context.from_env(
-        {"REDIS_URL": "redis://127.0.0.1:1/0", "KLAVIYO_EXPORT_BATCH_PROFILES": "100"}
-    )
-    return dataclasses.replace(base, redis=fake, store=Store(fake), runs=Runs(fake))
+def ctx(make_context: Callable[..., Context]) -> Context:
+    return make_context(KLAVIYO_EXPORT_BATCH_PROFILES="100")
 
 
 def _segment(path: Path, rows: dict[str, str], junk: int = 0) -> str:
@@ -56,19 +51,19 @@ def _segment(path: Path, rows: dict[str, str], junk: int = 0) -> str:
 
 def _run(ctx: Context, export: Export, source: str, full: bool = False) -> dict[str, object]:
     """What a run records for ``source``, as the workers would see it after an import."""
-    run_id = ctx.runs.create(export.id, source, "tester", "c_1", "L1")
+    run_id = ctx.lifecycle.create(export.id, source, "tester", "c_1", "L1")
     loaded = _read_and_store(
         ctx, run_id, export, RunRequest(export.id, source, ACTOR, full=full), None
     )
-    record = ctx.runs.status(run_id)["counts"]
+    record = ctx.runs.get(run_id).counts
     brake = ctx.runs.brake_reason(run_id)
     return {
         "rows_read": loaded.rows_read,
-        "rejected": record["rejected"],
+        "rejected": record.rejected,
         "submitted": loaded.submitted,
         "unchanged": loaded.unchanged,
         "batches": loaded.batches,
-        "to_remove": record["to_remove"],
+        "to_remove": record.to_remove,
         "brake_reason": brake,
         "run_id": run_id,
     }
@@ -79,9 +74,9 @@ def _import(ctx: Context, export: Export, source: str) -> None:
     run = _run(ctx, export, source)
     state = ExportState(ctx.redis, export.id)
     for number in range(int(str(run["batches"]))):
-        stored = ctx.runs.load_batch(str(run["run_id"]), number)
+        stored = ctx.batches.load(str(run["run_id"]), number)
         assert stored is not None
-        state.record(stored[2], stored[3])
+        state.record(stored.emails, stored.digests)
     for key in list(ctx.redis.scan_iter(match=f"{keys.PREFIX}run*")):
         ctx.redis.delete(key)  # only the state stays, as after a finished run
 

@@ -9,15 +9,16 @@ cannot tell, or when the export is gone.
 
 from __future__ import annotations
 
-import fakeredis
+from collections.abc import Callable
+
 import pytest
 
+from core.batch_store import StoredBatch
+from core.context import Context
 from core.pointers import source_field
-from core.runs import Runs
-from core.secrets import SecretBox, generate_key
-from core.store import Store
+from core.records import ExportSpec
 from klaviyo_client import ImportErrorItem
-from worker.upload import Batch, _record_job_outcome
+from worker.upload import _record_job_outcome
 
 ROW = "/data/attributes/profiles/data/3"
 PROPERTIES = {
@@ -73,10 +74,8 @@ def _failed(pointer: str, email: str) -> ImportErrorItem:
     return ImportErrorItem("id1", "invalid", "Invalid input.", "Bad value.", pointer, payload)
 
 
-def _recorded_fields(remove_export: bool) -> list[object]:
-    redis = fakeredis.FakeRedis()
-    store = Store(redis, SecretBox(generate_key()))
-    connection = store.add_connection(
+def _recorded_fields(ctx: Context, remove_export: bool) -> list[object]:
+    connection = ctx.store.add_connection(
         name="c",
         api_key="pk_" + "a" * 34,
         allow="contributors",
@@ -85,35 +84,38 @@ def _recorded_fields(remove_export: bool) -> list[object]:
         verified_via=None,
         accepted_terms=True,
     )
-    export = store.add_export(
+    spec = ExportSpec(
         name="e",
         connection_id=connection.id,
         list_id="L1",
         email_field="Email",
         properties={"First": "first_name", "Tier": "tier"},
-        created_by="t",
     )
-    runs = Runs(redis)
-    run_id = runs.create(export.id, "seg.csv", "t", connection.id, "L1")
-    runs.store_batch(run_id, 0, b"[]", [7, 8, 9], ["a@x.co", "b@x.co", "c@x.co"], ["d"] * 3)
-    runs.mark_running(run_id, rows_read=3, submitted=3, batches=1)
+    export = ctx.store.add_export(spec, created_by="t")
+    run_id = ctx.lifecycle.create(export.id, "seg.csv", "t", connection.id, "L1")
+    batch = StoredBatch(run_id, 0, b"[]", [7, 8, 9], ["a@x.co", "b@x.co", "c@x.co"], ["d"] * 3)
+    ctx.batches.store(batch)
+    ctx.lifecycle.begin_upload(run_id, rows_read=3, submitted=3, batches=1)
     if remove_export:
-        store.remove_export(export.id)
-    batch = Batch(run_id, 0, b"[]", [7, 8, 9], ["a@x.co", "b@x.co", "c@x.co"], ["d"] * 3)
+        ctx.store.remove_export(export.id)
     errors = [
         _failed("/data/attributes/profiles/data/0/attributes/email", "a@x.co"),
         _failed("/data/attributes/profiles/data/2/attributes/properties/tier", "c@x.co"),
     ]
-    _record_job_outcome(runs, batch, "J1", errors)
-    return [(row["row"], row["field"]) for row in runs.failed_rows(run_id)]
+    _record_job_outcome(ctx, batch, "J1", errors)
+    return [(row["row"], row["field"]) for row in ctx.reports.failed_rows(run_id)]
 
 
-def test_the_worker_records_the_column_of_a_failed_row() -> None:
-    assert _recorded_fields(remove_export=False) == [(7, "Email"), (9, "Tier")]
+def test_the_worker_records_the_column_of_a_failed_row(
+    make_context: Callable[..., Context],
+) -> None:
+    assert _recorded_fields(make_context(), remove_export=False) == [(7, "Email"), (9, "Tier")]
 
 
-def test_the_pointer_is_kept_when_the_export_was_removed() -> None:
-    assert _recorded_fields(remove_export=True) == [
+def test_the_pointer_is_kept_when_the_export_was_removed(
+    make_context: Callable[..., Context],
+) -> None:
+    assert _recorded_fields(make_context(), remove_export=True) == [
         (7, "/data/attributes/profiles/data/0/attributes/email"),
         (9, "/data/attributes/profiles/data/2/attributes/properties/tier"),
     ]

@@ -4,11 +4,11 @@ and off a terminal prints a plain line per stage and at most one per interval.""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
-import fakeredis
-
-from core.runs import Runs
+from core.batch_store import StoredBatch
+from core.context import Context
 from frontdoors.cli.progress import PLAIN_EVERY, RunProgress
 
 
@@ -47,12 +47,14 @@ def test_json_mode_shows_nothing() -> None:
     assert out.getvalue() == ""
 
 
-def test_rows_in_jobs_still_importing_count_as_progress() -> None:
-    runs = Runs(fakeredis.FakeRedis())
-    run_id = runs.create("e_1", "s.csv", "ann", "c_1", "L1")
+def test_rows_in_jobs_still_importing_count_as_progress(
+    make_context: Callable[..., Context],
+) -> None:
+    ctx = make_context()
+    run_id = ctx.lifecycle.create("e_1", "s.csv", "ann", "c_1", "L1")
     for n in range(3):
-        runs.store_batch(run_id, n, b"[]", [], [], [])
-    runs.mark_running(run_id, rows_read=30, submitted=30, batches=3)
-    runs.set_batch_state(run_id, 0, completed=4)
-    runs.set_batch_state(run_id, 1, completed=7)
-    assert runs.in_flight(run_id) == 11
+        ctx.batches.store(StoredBatch(run_id, n, b"[]", [], [], []))
+    ctx.lifecycle.begin_upload(run_id, rows_read=30, submitted=30, batches=3)
+    ctx.batches.set_state(run_id, 0, completed=4)
+    ctx.batches.set_state(run_id, 1, completed=7)
+    assert ctx.batches.in_flight(run_id) == 11

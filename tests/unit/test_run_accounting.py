@@ -3,65 +3,59 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-import fakeredis
 import pytest
 
-from core.runs import Runs
+from core.batch_store import BatchResult, StoredBatch
+from core.context import Context
 from schemas import keys
-from schemas.contracts import BATCH_RESULT, RUN_STATUS, load
+from schemas.contracts import BATCH_RESULT, RUN_STATUS, BatchStatus, load
+from schemas.keys import RunField
 
 
 @pytest.fixture
-def runs() -> Runs:
-    return Runs(fakeredis.FakeRedis())
+def ctx(make_context: Callable[..., Context]) -> Context:
+    return make_context()
 
 
-def _result(run_id: str, batch: int, imported: int, failed: int, status: str) -> dict[str, object]:
-    return {
-        "v": 1,
-        "run_id": run_id,
-        "batch": batch,
-        "status": status,
-        "submitted": imported + failed,
-        "imported": imported,
-        "failed": failed,
-        "job_id": "J",
-        "error": None,
-    }
+def _result(run_id: str, batch: int, imported: int, failed: int, status: str) -> BatchResult:
+    return BatchResult(run_id, batch, BatchStatus(status), imported, failed, job_id="J")
 
 
-def _started(runs: Runs, submitted: int = 10, batches: int = 2) -> str:
-    run_id = runs.create("e_1", "seg.csv", "tester", "c_1", "L1")
-    runs.add_rejections(
+def _started(ctx: Context, submitted: int = 10, batches: int = 2) -> str:
+    run_id = ctx.lifecycle.create("e_1", "seg.csv", "tester", "c_1", "L1")
+    ctx.reports.add_rejections(
         run_id, [{"row": 3, "field": "email", "code": "invalid_email", "reason": "x"}]
     )
     for n in range(batches):
-        runs.store_batch(run_id, n, b"[]", [], [], [])
-    runs.mark_running(run_id, rows_read=submitted + 1, submitted=submitted, batches=batches)
+        ctx.batches.store(StoredBatch(run_id, n, b"[]", [], [], []))
+    ctx.lifecycle.begin_upload(
+        run_id, rows_read=submitted + 1, submitted=submitted, batches=batches
+    )
     return run_id
 
 
-def test_a_redelivered_batch_counts_once(runs: Runs) -> None:
-    run_id = _started(runs)
+def test_a_redelivered_batch_counts_once(ctx: Context) -> None:
+    run_id = _started(ctx)
     result = _result(run_id, 0, 4, 1, "partially_succeeded")
     failed = [{"row": 9, "email": "a@b.co", "code": "invalid", "detail": "bad"}]
-    assert runs.record_batch(run_id, result, failed) is True
-    assert runs.record_batch(run_id, result, failed) is False
-    status = runs.status(run_id)
-    assert status["counts"]["imported"] == 4
-    assert status["counts"]["failed"] == 1
-    assert status["batches"]["done"] == 1
-    assert runs.failed_rows(run_id) == failed
+    assert ctx.batches.record(result, failed) is True
+    assert ctx.batches.record(result, failed) is False
+    run = ctx.runs.get(run_id)
+    assert run.counts.imported == 4
+    assert run.counts.failed == 1
+    assert run.batches.done == 1
+    assert ctx.reports.failed_rows(run_id) == failed
 
 
-def test_payloads_of_succeeded_batches_are_deleted_failed_ones_kept(runs: Runs) -> None:
-    run_id = _started(runs)
-    runs.record_batch(run_id, _result(run_id, 0, 5, 0, "succeeded"))
-    runs.record_batch(run_id, _result(run_id, 1, 0, 5, "failed"))
-    assert not runs.redis.exists(keys.batch(run_id, 0))
-    assert runs.redis.exists(keys.batch(run_id, 1))
-    assert runs.redis.ttl(keys.batch(run_id, 1)) > 0
+def test_payloads_of_succeeded_batches_are_deleted_failed_ones_kept(ctx: Context) -> None:
+    run_id = _started(ctx)
+    ctx.batches.record(_result(run_id, 0, 5, 0, "succeeded"))
+    ctx.batches.record(_result(run_id, 1, 0, 5, "failed"))
+    assert not ctx.redis.exists(keys.batch(run_id, 0))
+    assert ctx.redis.exists(keys.batch(run_id, 1))
+    assert ctx.redis.ttl(keys.batch(run_id, 1)) > 0
 
 
 @pytest.mark.parametrize(
@@ -73,88 +67,90 @@ def test_payloads_of_succeeded_batches_are_deleted_failed_ones_kept(runs: Runs) 
     ],
 )
 def test_final_status_follows_the_counts(
-    runs: Runs, results: list[tuple[int, int]], expected: str
+    ctx: Context, results: list[tuple[int, int]], expected: str
 ) -> None:
-    run_id = _started(runs)
+    run_id = _started(ctx)
     for n, (imported, failed) in enumerate(results):
-        runs.record_batch(run_id, _result(run_id, n, imported, failed, "succeeded"))
-    status = runs.finish(run_id)
-    assert status["status"] == expected
-    counts = status["counts"]
-    assert counts["rows_read"] == counts["rejected"] + counts["imported"] + counts["failed"]
-    load(RUN_STATUS, status)  # the record honours its published contract
+        ctx.batches.record(_result(run_id, n, imported, failed, "succeeded"))
+    run = ctx.lifecycle.finish(run_id)
+    assert run.status == expected
+    counts = run.counts
+    assert counts.rows_read == counts.rejected + counts.imported + counts.failed
+    load(RUN_STATUS, run.to_json())  # the record honours its published contract
 
 
-def test_an_aborted_run_fails_with_the_first_reason(runs: Runs) -> None:
-    run_id = _started(runs)
-    runs.abort(run_id, "Klaviyo list X does not exist (404)")
-    runs.abort(run_id, "a later reason")
-    assert runs.finish(run_id)["message"] == "Klaviyo list X does not exist (404)"
-    assert runs.finish(run_id)["status"] == "failed"  # final states do not change
+def test_an_aborted_run_fails_with_the_first_reason(ctx: Context) -> None:
+    run_id = _started(ctx)
+    ctx.lifecycle.abort(run_id, "Klaviyo list X does not exist (404)")
+    ctx.lifecycle.abort(run_id, "a later reason")
+    assert ctx.lifecycle.finish(run_id).message == "Klaviyo list X does not exist (404)"
+    assert ctx.lifecycle.finish(run_id).status == "failed"  # final states do not change
 
 
-def test_a_cancelled_run_ends_cancelled(runs: Runs) -> None:
-    run_id = _started(runs)
-    runs.abort(run_id, "the export was removed", cancel=True)
-    assert runs.finish(run_id)["status"] == "cancelled"
+def test_a_cancelled_run_ends_cancelled(ctx: Context) -> None:
+    run_id = _started(ctx)
+    ctx.lifecycle.abort(run_id, "the export was removed", cancel=True)
+    assert ctx.lifecycle.finish(run_id).status == "cancelled"
 
 
-def test_all_rows_rejected_is_a_failed_run_empty_segment_is_not(runs: Runs) -> None:
-    run_id = runs.create("e_1", "seg.csv", "t", "c_1", "L1")
-    runs.add_rejections(
+def test_all_rows_rejected_is_a_failed_run_empty_segment_is_not(ctx: Context) -> None:
+    run_id = ctx.lifecycle.create("e_1", "seg.csv", "t", "c_1", "L1")
+    ctx.reports.add_rejections(
         run_id, [{"row": 1, "field": "email", "code": "missing_email", "reason": "x"}]
     )
-    runs.mark_running(run_id, rows_read=1, submitted=0, batches=0)
-    assert runs.finish(run_id)["status"] == "failed"
-    empty = runs.create("e_1", "empty.csv", "t", "c_1", "L1")
-    runs.mark_running(empty, rows_read=0, submitted=0, batches=0)
-    assert runs.finish(empty)["status"] == "succeeded"
+    ctx.lifecycle.begin_upload(run_id, rows_read=1, submitted=0, batches=0)
+    assert ctx.lifecycle.finish(run_id).status == "failed"
+    empty = ctx.lifecycle.create("e_1", "empty.csv", "t", "c_1", "L1")
+    ctx.lifecycle.begin_upload(empty, rows_read=0, submitted=0, batches=0)
+    assert ctx.lifecycle.finish(empty).status == "succeeded"
 
 
 def test_batch_result_contract_refuses_counts_that_do_not_add_up() -> None:
-    bad = _result("r", 0, 4, 1, "succeeded")
-    bad["submitted"] = 9
+    good = _result("r", 0, 4, 1, "succeeded").to_json()
+    bad = {**good, "submitted": 9}
     with pytest.raises(Exception, match="imported \\+ failed"):
         load(BATCH_RESULT, bad)
-    assert load(BATCH_RESULT, _result("r", 0, 4, 1, "succeeded"))["imported"] == 4
+    with pytest.raises(Exception, match="imported \\+ failed"):
+        BatchResult.from_json(bad)
+    assert load(BATCH_RESULT, good)["imported"] == 4
+    assert BatchResult.from_json(good) == _result("r", 0, 4, 1, "succeeded")
 
 
-def test_reopening_batches_takes_their_results_out_of_the_counts(runs: Runs) -> None:
-    run_id = _started(runs, submitted=10, batches=2)
-    runs.record_batch(run_id, _result(run_id, 0, 5, 0, "succeeded"))
-    runs.record_batch(
-        run_id,
+def test_reopening_batches_takes_their_results_out_of_the_counts(ctx: Context) -> None:
+    run_id = _started(ctx, submitted=10, batches=2)
+    ctx.batches.record(_result(run_id, 0, 5, 0, "succeeded"))
+    ctx.batches.record(
         _result(run_id, 1, 3, 2, "partially_succeeded"),
         [{"batch": 1, "row": 7, "code": "invalid", "detail": "bad"}],
     )
-    runs.finish(run_id)
-    assert runs.unfinished_batches(run_id) == [1]
+    ctx.lifecycle.finish(run_id)
+    assert ctx.batches.unfinished(run_id) == [1]
 
-    runs.reopen(run_id, [1])
+    ctx.lifecycle.reopen(run_id, [1])
 
-    status = runs.status(run_id)
-    assert (status["status"], status["attempt"]) == ("running", 2)
-    assert (status["counts"]["imported"], status["counts"]["failed"]) == (5, 0)
-    assert status["batches"]["done"] == 1
-    assert status["batches"]["partially_succeeded"] == 0
-    assert runs.failed_rows(run_id) == []
-    assert runs.redis.ttl(keys.batch(run_id, 1)) == -1  # kept until it is done again
-    assert runs.record_batch(run_id, _result(run_id, 1, 5, 0, "succeeded"))
-    assert runs.finish(run_id)["status"] == "succeeded"
+    run = ctx.runs.get(run_id)
+    assert (run.status, run.attempt) == ("running", 2)
+    assert (run.counts.imported, run.counts.failed) == (5, 0)
+    assert run.batches.done == 1
+    assert run.batches.partially_succeeded == 0
+    assert ctx.reports.failed_rows(run_id) == []
+    assert ctx.redis.ttl(keys.batch(run_id, 1)) == -1  # kept until it is done again
+    assert ctx.batches.record(_result(run_id, 1, 5, 0, "succeeded"))
+    assert ctx.lifecycle.finish(run_id).status == "succeeded"
 
 
-def test_a_resumed_runs_duration_counts_from_its_own_attempt(runs: Runs) -> None:
+def test_a_resumed_runs_duration_counts_from_its_own_attempt(ctx: Context) -> None:
     from frontdoors.cli.waiting import summarize
 
-    run_id = _started(runs, submitted=10, batches=2)
-    runs.record_batch(run_id, _result(run_id, 0, 5, 0, "succeeded"))
-    runs.record_batch(run_id, _result(run_id, 1, 0, 5, "failed"))
-    runs.finish(run_id)
-    runs.redis.hset(keys.run(run_id), "created_at", repr(time.time() - 3600))  # an hour ago
-    runs.reopen(run_id, [1])
-    runs.record_batch(run_id, _result(run_id, 1, 5, 0, "succeeded"))
+    run_id = _started(ctx, submitted=10, batches=2)
+    ctx.batches.record(_result(run_id, 0, 5, 0, "succeeded"))
+    ctx.batches.record(_result(run_id, 1, 0, 5, "failed"))
+    ctx.lifecycle.finish(run_id)
+    ctx.redis.hset(keys.run(run_id), RunField.CREATED_AT, repr(time.time() - 3600))  # an hour ago
+    ctx.lifecycle.reopen(run_id, [1])
+    ctx.batches.record(_result(run_id, 1, 5, 0, "succeeded"))
 
-    status = runs.finish(run_id)
+    run = ctx.lifecycle.finish(run_id)
 
-    assert status["attempt"] == 2
-    assert 0 <= summarize(status)["duration_s"] < 600  # this attempt, not the hour before
+    assert run.attempt == 2
+    assert 0 <= summarize(run)["duration_s"] < 600  # this attempt, not the hour before

@@ -5,35 +5,31 @@ stopped while reading."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import fakeredis
 import pytest
 
 from core.actors import Actor
 from core.context import Context
+from core.locks import LOCK_TTL
 from core.policy import PatientClient
-from core.runs import LOCK_TTL, Runs
-from core.secrets import SecretBox, generate_key
-from core.settings import Settings
-from core.store import Store
+from core.records import ExportSpec
 from klaviyo_client import KeyCheck, KlaviyoList
 from producer import runner
 from schemas import keys
+from schemas.contracts import RunStatus
+from schemas.keys import RunField
 from worker.watchdog import GRACE, clear_locks
 
 ADMIN = Actor("ann", "admin")
 
 
 @pytest.fixture
-def ctx(monkeypatch: pytest.MonkeyPatch) -> Context:
-    fake = fakeredis.FakeRedis()
-    settings = Settings.from_env({})
+def ctx(make_context: Callable[..., Context], monkeypatch: pytest.MonkeyPatch) -> Context:
     monkeypatch.setattr(PatientClient, "get_list", lambda self, list_id: KlaviyoList(list_id, "L"))
     monkeypatch.setattr(PatientClient, "verify_key", lambda self: KeyCheck("A1", "accounts"))
-    return Context(
-        settings, fake, Store(fake, SecretBox(generate_key())), Runs(fake), settings.klaviyo
-    )
+    return make_context()
 
 
 def _export(ctx: Context) -> str:
@@ -41,10 +37,8 @@ def _export(ctx: Context) -> str:
         name="c", api_key="pk_x", allow="admins", created_by="ann", account_id="A1",
         verified_via="accounts", accepted_terms=True,
     )  # fmt: skip
-    export = ctx.store.add_export(
-        name="e", connection_id=connection.id, list_id="L1", email_field="email",
-        properties=None, created_by="ann",
-    )  # fmt: skip
+    spec = ExportSpec(name="e", connection_id=connection.id, list_id="L1", email_field="email")
+    export = ctx.store.add_export(spec, created_by="ann")
     return export.id
 
 
@@ -62,40 +56,40 @@ def test_a_start_that_breaks_off_releases_the_lock(
     with pytest.raises(RuntimeError):
         runner.start_run(ctx, runner.RunRequest(export_id, str(segment), ADMIN))
 
-    assert ctx.runs.locks() == []
-    (status,) = ctx.runs.recent(export_id)
-    assert status["status"] == "failed"
-    assert "interrupted (RuntimeError)" in status["message"]
+    assert ctx.locks.all() == []
+    (run,) = ctx.runs.recent(export_id)
+    assert run.status is RunStatus.FAILED
+    assert "interrupted (RuntimeError)" in run.message
 
 
 def test_the_watchdog_frees_locks_of_final_gone_and_stalled_runs(ctx: Context) -> None:
-    runs = ctx.runs
-    final = runs.create("e_final", "s.csv", "ann", "c_1", "L1")
-    runs.lock_export("e_final", final)
-    runs.redis.hset(keys.run(final), "status", "succeeded")  # ended, lock left behind
-    runs.lock_export("e_gone", "r_lost_with_redis")
-    stalled = runs.create("e_stalled", "s.csv", "ann", "c_1", "L1")
-    runs.lock_export("e_stalled", stalled)
-    reading = runs.create("e_reading", "s.csv", "ann", "c_1", "L1")
-    runs.lock_export("e_reading", reading)
-    runs.redis.hset(keys.run(stalled), "updated_at", repr(time.time() - 1000))
+    final = ctx.lifecycle.create("e_final", "s.csv", "ann", "c_1", "L1")
+    ctx.lifecycle.finish(final, RunStatus.SUCCEEDED)
+    ctx.locks.take("e_final", final)  # ended, lock left behind
+    ctx.locks.take("e_gone", "r_lost_with_redis")
+    stalled = ctx.lifecycle.create("e_stalled", "s.csv", "ann", "c_1", "L1")
+    ctx.locks.take("e_stalled", stalled)
+    reading = ctx.lifecycle.create("e_reading", "s.csv", "ann", "c_1", "L1")
+    ctx.locks.take("e_reading", reading)
+    ctx.redis.hset(keys.run(stalled), RunField.UPDATED_AT, repr(time.time() - 1000))
 
-    assert clear_locks(runs, stale_after=900) == []  # a lock this young may be a resume's
+    assert clear_locks(ctx.lifecycle, stale_after=900) == []  # a lock this young may be a resume's
 
     for export_id in ("e_final", "e_gone", "e_stalled", "e_reading"):  # a minute on
-        runs.redis.expire(keys.export_lock(export_id), LOCK_TTL - int(GRACE) - 30)
-    freed = clear_locks(runs, stale_after=900)
+        ctx.redis.expire(keys.export_lock(export_id), LOCK_TTL - int(GRACE) - 30)
+    freed = clear_locks(ctx.lifecycle, stale_after=900)
 
     assert sorted(freed) == ["e_final", "e_gone", "e_stalled"]
-    assert [(export, run) for export, run, _ in runs.locks()] == [("e_reading", reading)]
-    assert runs.status(stalled)["status"] == "failed"
-    assert "stopped reading the segment" in runs.status(stalled)["message"]
+    assert [(lock.export_id, lock.run_id) for lock in ctx.locks.all()] == [("e_reading", reading)]
+    run = ctx.runs.get(stalled)
+    assert run.status is RunStatus.FAILED
+    assert "stopped reading the segment" in run.message
 
 
 def test_a_run_ended_while_reading_never_starts_uploading(ctx: Context) -> None:
-    run_id = ctx.runs.create("e_1", "s.csv", "ann", "c_1", "L1")
-    ctx.runs.finish(run_id, status="failed", message="the producer stopped reading")
+    run_id = ctx.lifecycle.create("e_1", "s.csv", "ann", "c_1", "L1")
+    ctx.lifecycle.fail(run_id, "the producer stopped reading")
 
-    assert ctx.runs.mark_running(run_id, rows_read=1, submitted=1, batches=1) is False
-    assert ctx.runs.status(run_id)["status"] == "failed"
+    assert ctx.lifecycle.begin_upload(run_id, rows_read=1, submitted=1, batches=1) is False
+    assert ctx.runs.status(run_id) is RunStatus.FAILED
     assert ctx.runs.active() == []

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from celery.exceptions import Retry
 
+from core.errors import RetryLater
 from core.settings import Settings
 from schemas.tasks import POLLS_QUEUE
-from worker import tasks, upload
+from worker import tasks
 
 
 class Payload:
@@ -54,7 +55,7 @@ def test_the_retry_does_not_reach_the_batch(no_cyclic_gc: None) -> None:
     def work(ctx: Any, run_id: str, part: int) -> dict[str, Any]:
         batch = Payload()
         refs.append(weakref.ref(batch))
-        raise upload.RetryLater(2.0, "job submitted")
+        raise RetryLater(2.0, "job submitted")
 
     with pytest.raises(Retry) as raised:
         tasks._or_retry(FakeTask(), work, "r_1", 0)
@@ -66,7 +67,7 @@ def test_the_retry_does_not_reach_the_batch(no_cyclic_gc: None) -> None:
 
 def test_the_countdown_is_capped(no_cyclic_gc: None) -> None:
     def work(ctx: Any, run_id: str, part: int) -> dict[str, Any]:
-        raise upload.RetryLater(10_000.0, "job processing")
+        raise RetryLater(10_000.0, "job processing")
 
     with pytest.raises(Retry) as raised:
         tasks._or_retry(FakeTask(), work, "r_1", 0)
@@ -79,7 +80,7 @@ def test_a_poll_goes_to_the_polls_queue(no_cyclic_gc: None, polling: bool, queue
     task = FakeTask()
 
     def work(ctx: Any, run_id: str, part: int) -> dict[str, Any]:
-        raise upload.RetryLater(1.0, "job processing", polling=polling)
+        raise RetryLater(1.0, "job processing", polling=polling)
 
     with pytest.raises(Retry):
         tasks._or_retry(task, work, "r_1", 0)
