@@ -23,14 +23,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.errors import ExportError, InvalidInput
-from core.store import Connection
+from core.errors import Forbidden, InvalidInput
+from core.records import Connection
 
 ROLES = ("admin", "contributor")
-
-
-class Forbidden(ExportError):
-    """The actor's role does not allow the action."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,9 @@ from dataclasses import replace
 from core import audit
 from core.actors import Actor, require_admin, require_use
 from core.context import Context
-from core.cron import parse_cron
 from core.errors import InvalidInput
-from core.store import Connection, Export
+from core.records import Connection, Export, ExportSpec
 from klaviyo_client import NotFoundError
-from schemas.contracts import FINAL_RUN_STATUSES
 
 
 def add_connection(
@@ -36,7 +34,9 @@ def add_connection(
     """
     require_admin(actor, "add connections")
     if base_url is not None and not base_url.startswith(("http://", "https://")):
-        raise InvalidInput(f"--base-url must be an http:// or https:// URL, not {base_url!r}")
+        raise InvalidInput(
+            f"must be an http:// or https:// URL, not {base_url!r}", field="base_url"
+        )
     client = ctx.patient_klaviyo_for_key(api_key, base_url)
     check = client.verify_key()
     connection = ctx.store.add_connection(
@@ -101,65 +101,39 @@ def remove_connection(ctx: Context, actor: Actor, connection_id: str) -> list[st
     require_admin(actor, "remove connections")
     for export in ctx.store.list_exports():
         if export.connection_id == connection_id:
-            _cancel_runs(ctx, export.id, f"its connection was removed by {actor.user}")
+            ctx.lifecycle.cancel_unfinished(
+                export.id, f"its connection was removed by {actor.user}"
+            )
     removed = ctx.store.remove_connection(connection_id)
     audit.record(ctx.redis, actor, "connection.remove", connection_id, exports_removed=removed)
     return removed
 
 
-def add_export(
-    ctx: Context,
-    actor: Actor,
-    *,
-    connection_id: str,
-    list_id: str,
-    email_field: str,
-    name: str = "",
-    properties: dict[str, str] | None = None,
-    segment: str | None = None,
-    segment_format: str | None = None,
-    schedule: str | None = None,
-    max_profiles: int = 0,
-    enabled: bool = True,
-    mode: str = "add",
-    brake_share: float = 0.2,
-    brake_count: int = 0,
-) -> Export:
-    """Save an export (checking that the list exists); saving never runs it."""
-    connection = ctx.store.get_connection(connection_id)
+def add_export(ctx: Context, actor: Actor, spec: ExportSpec) -> Export:
+    """Save an export (checking that the list exists); saving never runs it.
+
+    An empty ``spec.name`` becomes the list's name in Klaviyo.
+    """
+    connection = ctx.store.get_connection(spec.connection_id)
     require_use(actor, connection)
-    if schedule is not None:
-        validate_cron(schedule)
+    spec.check()  # before asking Klaviyo: a wrong field costs no call
     try:
-        found = ctx.patient_klaviyo(connection_id).get_list(list_id)
+        found = ctx.patient_klaviyo(spec.connection_id).get_list(spec.list_id)
     except NotFoundError:
-        raise InvalidInput(f"--list-id: Klaviyo has no list {list_id}") from None
+        raise InvalidInput(f"Klaviyo has no list {spec.list_id}", field="list_id") from None
     export = ctx.store.add_export(
-        name=name or found.name,
-        connection_id=connection_id,
-        list_id=list_id,
-        email_field=email_field,
-        properties=properties,
-        created_by=actor.user,
-        segment=segment,
-        segment_format=segment_format,
-        schedule=schedule,
-        max_profiles=max_profiles,
-        enabled=enabled,
-        mode=mode,
-        brake_share=brake_share,
-        brake_count=brake_count,
+        replace(spec, name=spec.name or found.name), created_by=actor.user
     )
     audit.record(
         ctx.redis,
         actor,
         "export.add",
         export.id,
-        connection=connection_id,
-        list_id=list_id,
-        schedule=schedule,
-        enabled=enabled,
-        mode=mode,
+        connection=spec.connection_id,
+        list_id=spec.list_id,
+        schedule=spec.schedule,
+        enabled=spec.enabled,
+        mode=spec.mode,
     )
     return export
 
@@ -178,23 +152,8 @@ def remove_export(ctx: Context, actor: Actor, export_id: str) -> list[str]:
     require_admin(actor, "remove exports")
     ctx.store.get_export(export_id)
     ctx.store.remove_export(export_id)
-    cancelled = _cancel_runs(ctx, export_id, f"the export was removed by {actor.user}")
+    cancelled = ctx.lifecycle.cancel_unfinished(
+        export_id, f"the export was removed by {actor.user}"
+    )
     audit.record(ctx.redis, actor, "export.remove", export_id, runs_cancelled=cancelled)
     return cancelled
-
-
-def _cancel_runs(ctx: Context, export_id: str, reason: str) -> list[str]:
-    cancelled = []
-    for status in ctx.runs.recent(export_id, limit=1000):
-        if status["status"] not in FINAL_RUN_STATUSES:
-            ctx.runs.abort(status["run_id"], reason, cancel=True)
-            cancelled.append(status["run_id"])
-    return cancelled
-
-
-def validate_cron(expression: str) -> None:
-    """A five-field cron expression, as Celery beat reads it."""
-    try:
-        parse_cron(expression)
-    except ValueError as exc:
-        raise InvalidInput(f"--schedule: {exc}") from None

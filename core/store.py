@@ -1,8 +1,8 @@
-"""Connections and exports, kept in Redis under ``schemas.keys``.
+"""Connections and exports, kept in Redis under ``schemas.keys``: persistence only.
 
-A *connection* is a Klaviyo account reached with one private API key (kept
-encrypted, in its own hash field, never in the record); an *export* sends a
-segment to one list of one connection. Saving an export never runs it.
+The records and the checks of what a user chose are ``core.records``. The API
+key is kept encrypted in its own hash field, never in the record. Saving an
+export never runs it.
 
 Each record is one JSON document in the hash field ``record``, so adding a
 field needs no migration: a field missing from an older record takes its
@@ -14,17 +14,17 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, TypeVar
+from dataclasses import asdict, fields, replace
+from typing import TypeVar
 
 import redis
 
-from core.errors import InvalidInput, NotFound
+from core.errors import NotFound
+from core.records import Connection, Export, ExportSpec
 from core.secrets import SecretBox
 from schemas import keys
 
-ALLOW_VALUES = ("admins", "contributors")
-MODES = ("add", "mirror")
+__all__ = ["Connection", "Export", "Store", "new_id", "text"]
 
 
 def new_id(prefix: str) -> str:
@@ -34,54 +34,6 @@ def new_id(prefix: str) -> str:
 def text(value: bytes | str) -> str:
     """Redis answers bytes or str depending on the client; records are text."""
     return value.decode() if isinstance(value, bytes) else value
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    id: str
-    name: str
-    allow: str  # "admins": admins only; "contributors": admins and contributors
-    created_by: str  # the user who set it up: the connection's export user
-    created_at: float
-    account_id: str | None = None
-    verified_via: str | None = None
-    verified_at: float | None = None
-    privacy_terms_accepted_by: str | None = None
-    privacy_terms_accepted_at: float | None = None
-    contract_cap: int = 0  # most profiles one run may send to this account (0: none)
-    key_rotated_at: float | None = None
-    base_url: str | None = None  # the Klaviyo the key was verified against; every call goes there
-
-    @property
-    def terms_accepted(self) -> bool:
-        return self.privacy_terms_accepted_at is not None
-
-    def public(self) -> dict[str, Any]:
-        """What ``connection list`` shows: everything but the key."""
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class Export:
-    id: str
-    name: str
-    connection_id: str
-    list_id: str
-    email_field: str
-    properties: dict[str, str] = field(default_factory=dict)
-    enabled: bool = True
-    segment: str | None = None  # where a scheduled refresh reads the segment
-    segment_format: str | None = None
-    schedule: str | None = None  # cron expression, besides the system refresh
-    max_profiles: int = 0  # per-export cap on profiles a run sends (0: none)
-    mode: str = "add"  # "mirror" also removes members that left the segment
-    brake_share: float = 0.2  # a mirror run removing more than this share of members waits
-    brake_count: int = 0  # ... or more than this many (0: no count limit)
-    created_by: str = "cli"
-    created_at: float = 0.0
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 R = TypeVar("R", Connection, Export)
@@ -120,12 +72,6 @@ class Store:
         contract_cap: int = 0,
         base_url: str | None = None,
     ) -> Connection:
-        if allow not in ALLOW_VALUES:
-            raise InvalidInput(f"--allow must be one of {', '.join(ALLOW_VALUES)}, not {allow!r}")
-        if not name.strip():
-            raise InvalidInput("--name: a connection needs a display name")
-        if contract_cap < 0:
-            raise InvalidInput("--contract-cap must be 0 (none) or more")
         now = time.time()
         connection = Connection(
             id=new_id("c_"),
@@ -141,6 +87,7 @@ class Store:
             contract_cap=contract_cap,
             base_url=base_url,
         )
+        connection.check()
         pipe = self.redis.pipeline()
         pipe.hset(
             keys.connection(connection.id),
@@ -235,50 +182,12 @@ class Store:
 
     # -- exports -------------------------------------------------------------------
 
-    def add_export(
-        self,
-        *,
-        name: str,
-        connection_id: str,
-        list_id: str,
-        email_field: str,
-        properties: dict[str, str] | None,
-        created_by: str,
-        segment: str | None = None,
-        segment_format: str | None = None,
-        schedule: str | None = None,
-        max_profiles: int = 0,
-        enabled: bool = True,
-        mode: str = "add",
-        brake_share: float = 0.2,
-        brake_count: int = 0,
-    ) -> Export:
-        self.get_connection(connection_id)
-        if not email_field.strip():
-            raise InvalidInput("--email-field must not be empty")
-        if max_profiles < 0:
-            raise InvalidInput("--max-profiles must be 0 (no cap) or more")
-        if mode not in MODES:
-            raise InvalidInput(f"--mode must be one of {', '.join(MODES)}")
-        if not 0 <= brake_share <= 1 or brake_count < 0:
-            raise InvalidInput("--brake-share must be 0..1 and --brake-count 0 or more")
-        export = Export(
-            id=new_id("e_"),
-            name=name.strip() or list_id,
-            connection_id=connection_id,
-            list_id=list_id,
-            email_field=email_field,
-            properties=dict(properties or {}),
-            enabled=enabled,
-            segment=segment,
-            segment_format=segment_format,
-            schedule=schedule,
-            max_profiles=max_profiles,
-            mode=mode,
-            brake_share=brake_share,
-            brake_count=brake_count,
-            created_by=created_by,
-            created_at=time.time(),
+    def add_export(self, spec: ExportSpec, *, created_by: str) -> Export:
+        """Save ``spec`` as a new export (checked; its name defaults to the list id)."""
+        self.get_connection(spec.connection_id)
+        spec.check()
+        export = Export.from_spec(
+            spec, id=new_id("e_"), created_by=created_by, created_at=time.time()
         )
         pipe = self.redis.pipeline()
         pipe.hset(keys.export(export.id), "record", json.dumps(asdict(export)))
@@ -296,9 +205,11 @@ class Store:
         self.get_export(export.id)
         self.redis.hset(keys.export(export.id), "record", json.dumps(asdict(export)))
 
+    def export_ids(self) -> list[str]:
+        return sorted(text(m) for m in self.redis.smembers(keys.EXPORTS))
+
     def list_exports(self) -> list[Export]:
-        ids = sorted(text(m) for m in self.redis.smembers(keys.EXPORTS))
-        return [self.get_export(i) for i in ids]
+        return [self.get_export(i) for i in self.export_ids()]
 
     def remove_export(self, export_id: str) -> None:
         self.get_export(export_id)

@@ -1,30 +1,12 @@
-"""``klaviyo-export listen``: start the runs requested on ``kx.requests``.
+"""``klaviyo-export listen``: consume ``kx.requests`` and start the runs requested.
 
-Upstream systems (any language) and the schedule tick (``worker.schedules``)
-publish ``ExportRequest`` JSON documents to ``kx.requests``. The listener
-takes one at a time (prefetch 1) and, for each:
-
-1. decodes the body as UTF-8 JSON, whatever its ``content_type`` says (a
-   publisher in another language may set none);
-2. validates it against ``schemas.contracts.ExportRequestSchema``;
-3. starts the run as the listener's actor (``--as USER:ROLE``): the rules
-   of ``core.actors`` apply as for the CLI; ``requested_by`` is
-   recorded in the audit log, never trusted for permissions;
-4. acks the message once the run has started (its batches are queued).
-
-A request that cannot be honoured (bad JSON, schema errors, unknown export,
-forbidden, disabled export, no source) is published to ``kx.requests.dead``
-wrapped with the error (``schemas.contracts.DeadLetterSchema``), then
-acked; the log line says how many letters wait there
-(``klaviyo-export dead-letters`` reads them). A request for an export whose
-previous run is still in progress is acked and *skipped* (runs of one export
-never overlap; it is not queued).
-If Redis (the store) cannot be reached, the request is put back on the queue
-and the listener waits before the next.
-
-A run that starts but cannot complete (unreadable source, bad key, over a
-cap) is a recorded ``failed`` run, as with ``klaviyo-export run``: see
-``klaviyo-export runs``.
+The listener takes one message at a time (prefetch 1), has
+``producer.intake.handle`` start its run, and acks it once the run has
+started (its batches are queued). A request that cannot be honoured is
+published to ``kx.requests.dead`` wrapped with the error, then acked; the log
+line says how many letters wait there (``klaviyo-export dead-letters`` reads
+them). If Redis (the store) cannot be reached, the request is put back on the
+queue and the listener waits before the next.
 
 On Redis a request is a plain JSON list item or a kombu envelope: see
 ``core.broker``, which this module installs. A lost broker
@@ -38,14 +20,13 @@ hand. Logs name export and run ids, never a profile, email or key.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Final
@@ -56,13 +37,11 @@ from kombu.exceptions import OperationalError
 from kombu.mixins import ConsumerProducerMixin
 
 from core import audit, broker, dead_letters
-from core.actors import Actor, Forbidden, require_use
+from core.actors import Actor
 from core.context import Context
-from core.errors import ConfigurationError, ExportBusy, ExportError, NotFound
-from producer.publish import InvalidRequest, validate
-from producer.runner import RunRequest, start_run
+from core.errors import ConfigurationError, Refused
+from producer.intake import Outcome, dead_letter, export_id_of, handle
 from schemas import tasks
-from schemas.contracts import VERSION
 
 log = logging.getLogger(__name__)
 broker.install()  # plain JSON requests on Redis, and a close that survives a restart
@@ -72,148 +51,6 @@ STORE_RETRY_SECONDS: Final = 5.0
 ONCE_IDLE_SECONDS: Final = 2.0
 """``--once``: the queue counts as drained after this long without a message."""
 CONNECT_RETRIES: Final = 3
-
-
-class Refused(Exception):
-    """The request cannot be honoured: it goes to the dead-letter queue."""
-
-    def __init__(self, kind: str, message: str, fields: dict[str, list[str]] | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.fields = fields or {}
-
-
-@dataclass
-class Outcome:
-    """What became of one message (what ``listen --json`` prints, a line each)."""
-
-    outcome: str  # "started", "skipped", "dead_lettered", "requeued"
-    export_id: str | None = None
-    run_id: str | None = None
-    requested_by: str | None = None
-    trigger: str | None = None
-    error: dict[str, Any] | None = None
-    detail: str = ""
-    dead_letters: int | None = None  # letters waiting on the dead-letter queue, this one included
-
-    def public(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
-
-    def __str__(self) -> str:
-        who = f" (requested by {self.requested_by}, {self.trigger})" if self.requested_by else ""
-        if self.outcome == "started":
-            return f"started run {self.run_id} of export {self.export_id}{who}"
-        if self.outcome == "skipped":
-            return f"skipped a request for export {self.export_id}{who}: {self.detail}"
-        if self.outcome == "dead_lettered" and self.error:
-            waiting = "" if self.dead_letters is None else f" ({self.dead_letters} waiting)"
-            return (
-                f"sent to {tasks.DEAD_LETTER_QUEUE}{waiting}: "
-                f"{self.error['type']}: {self.error['message']}"
-            )
-        return f"{self.outcome}: {self.detail}"
-
-
-def decode_body(body: Any) -> Any:
-    """The JSON document in a message body (bytes, text, or already parsed)."""
-    if isinstance(body, dict | list):
-        return body  # a raw Redis envelope whose "body" is a JSON object
-    if body is None:
-        raise Refused("invalid_json", "the message body is empty")
-    if isinstance(body, bytes | bytearray | memoryview):
-        try:
-            body = bytes(body).decode("utf-8")
-        except UnicodeDecodeError:
-            raise Refused("invalid_json", "the message body is not UTF-8 text") from None
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise Refused("invalid_json", f"the message body is not JSON: {exc}") from None
-
-
-def original(body: Any) -> Any:
-    """The original message for a dead letter: JSON if it parses, else text."""
-    try:
-        return decode_body(body)
-    except Refused:
-        if isinstance(body, bytes | bytearray | memoryview):
-            return bytes(body).decode("utf-8", errors="replace")
-        return None if body is None else str(body)
-
-
-def dead_letter(exc: Refused, body: Any, received_at: datetime) -> bytes:
-    document = {
-        "v": VERSION,
-        "error": {"type": exc.kind, "message": exc.message, "fields": exc.fields},
-        "message": original(body),
-        "received_at": received_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def handle(ctx: Context, actor: Actor, body: Any) -> Outcome:
-    """Start the run a message asks for; ``Refused`` when it cannot be honoured."""
-    try:
-        request = validate(decode_body(body))
-    except InvalidRequest as exc:
-        raise Refused("invalid_request", str(exc), exc.fields) from None
-    export_id = request["export_id"]
-    outcome = Outcome(
-        "started",
-        export_id=export_id,
-        requested_by=request["requested_by"],
-        trigger=request["trigger"],
-    )
-    try:
-        export = ctx.store.get_export(export_id)
-        require_use(actor, ctx.store.get_connection(export.connection_id))
-    except NotFound as exc:
-        raise Refused("unknown_export", str(exc), {"export_id": [str(exc)]}) from None
-    except Forbidden as exc:
-        raise Refused("forbidden", str(exc)) from None
-    if not export.enabled:
-        raise Refused("export_disabled", f"export {export_id} is disabled: enable it to run it")
-    source, source_format = request["source"], request["format"]
-    if source is None:
-        source, source_format = export.segment, source_format or export.segment_format
-    if not source:
-        message = f"export {export_id} has no segment bound (export add --segment): name a source"
-        raise Refused("no_source", message, {"source": [message]})
-    try:
-        outcome.run_id = start_run(
-            ctx, RunRequest(export_id, source, actor, source_format, request["trigger"])
-        )
-    except ExportBusy as exc:
-        outcome.outcome, outcome.detail = "skipped", str(exc)
-        audit.record(
-            ctx.redis,
-            actor,
-            "run.skipped",
-            export_id,
-            requested_by=request["requested_by"],
-            trigger=request["trigger"],
-        )
-        return outcome
-    except NotFound as exc:  # removed in the meantime
-        raise Refused("unknown_export", str(exc), {"export_id": [str(exc)]}) from None
-    except Forbidden as exc:
-        raise Refused("forbidden", str(exc)) from None
-    except ConfigurationError:
-        raise
-    except ExportError as exc:
-        raise Refused("refused", str(exc)) from None
-    audit.record(
-        ctx.redis,
-        actor,
-        "run.request",
-        outcome.run_id,
-        export=export_id,
-        requested_by=request["requested_by"],
-        trigger=request["trigger"],
-        queue=tasks.REQUESTS_QUEUE,
-    )
-    return outcome
 
 
 @dataclass
@@ -374,7 +211,7 @@ class Listener(ConsumerProducerMixin):
                 self.ctx.redis,
                 self.actor,
                 "request.refused",
-                _export_id(body) or "-",
+                export_id_of(body) or "-",
                 error=exc.kind,
                 queue=tasks.DEAD_LETTER_QUEUE,
             )
@@ -383,7 +220,7 @@ class Listener(ConsumerProducerMixin):
         error = {"type": exc.kind, "message": exc.message, "fields": exc.fields}
         return Outcome(
             "dead_lettered",
-            export_id=_export_id(body),
+            export_id=export_id_of(body),
             error=error,
             dead_letters=self._waiting(connection),
         )
@@ -416,16 +253,6 @@ class Listener(ConsumerProducerMixin):
         deadline = time.monotonic() + seconds
         while not self.should_stop and time.monotonic() < deadline:
             time.sleep(0.2)
-
-
-def _export_id(body: Any) -> str | None:
-    """The export id of a request, if it has a usable one (for logs and audit)."""
-    try:
-        document = decode_body(body)
-    except Refused:
-        return None
-    value = document.get("export_id") if isinstance(document, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
 
 
 @contextmanager

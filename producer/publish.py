@@ -21,21 +21,14 @@ from kombu.connection import Connection
 from marshmallow import ValidationError
 
 from core import broker
-from core.errors import InvalidInput
+from core.errors import InvalidRequest
 from core.settings import Settings
 from schemas import tasks
 from schemas.contracts import EXPORT_REQUEST, VERSION, load
 
+__all__ = ["InvalidRequest", "encode", "field_errors", "publish", "validate"]  # the documented API
+
 broker.install()  # on Redis, publish the plain document (what `LRANGE` then shows)
-
-
-class InvalidRequest(InvalidInput):
-    """The document is not a valid ``ExportRequest``; ``fields`` names each bad field."""
-
-    def __init__(self, field_errors: dict[str, list[str]]) -> None:
-        self.fields = field_errors
-        detail = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in field_errors.items())
-        super().__init__(f"invalid export request: {detail}")
 
 
 def field_errors(exc: ValidationError) -> dict[str, list[str]]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core import audit, operations
 from core.context import Context
 from core.errors import InvalidInput
+from core.records import ALLOW_VALUES, MODES, ExportSpec
 from core.secrets import generate_key
 from frontdoors.cli.output import add_json_flag, emit_json, emit_table
 from schemas.contracts import SOURCE_FORMATS
@@ -67,7 +68,7 @@ def _register_connections(sub: SubParsers) -> None:
     _key_source(add)
     add.add_argument(
         "--allow",
-        choices=("admins", "contributors"),
+        choices=ALLOW_VALUES,
         default="admins",
         help="who may use it: admins only (default), or admins and contributors",
     )
@@ -126,7 +127,9 @@ def _register_exports(sub: SubParsers) -> None:
     exp = sub.add_parser("export", help="destinations: a connection, a list and the email field")
     actions = exp.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = _leaf(actions, "add", "add an export (saving does not run it)", _export_add, None)
-    add.add_argument("--name", default="", help="display name (default: the list's name)")
+    add.add_argument(
+        "--name", default=ExportSpec.default("name"), help="display name (default: the list's name)"
+    )
     add.add_argument("--connection", required=True, metavar="ID", help="connection id")
     add.add_argument("--list-id", required=True, help="the Klaviyo list id (checked to exist)")
     add.add_argument("--email-field", required=True, help="the segment column holding the email")
@@ -152,29 +155,29 @@ def _register_exports(sub: SubParsers) -> None:
     add.add_argument(
         "--max-profiles",
         type=int,
-        default=0,
+        default=ExportSpec.default("max_profiles"),
         metavar="N",
         help="cap on profiles a run sends (default 0: the system default)",
     )
     add.add_argument("--disabled", action="store_true", help="save it disabled")
     add.add_argument(
         "--mode",
-        choices=("add", "mirror"),
-        default="add",
+        choices=MODES,
+        default=ExportSpec.default("mode"),
         help="add (default): only add and update; mirror: also remove from the list the "
         "members an earlier run exported that left the segment",
     )
     add.add_argument(
         "--brake-share",
         type=float,
-        default=0.2,
+        default=ExportSpec.default("brake_share"),
         metavar="SHARE",
-        help="mirror: hold removals of more than this share of members for approval (0.2)",
+        help="mirror: hold removals of more than this share of members for approval (%(default)s)",
     )
     add.add_argument(
         "--brake-count",
         type=int,
-        default=0,
+        default=ExportSpec.default("brake_count"),
         metavar="N",
         help="mirror: also hold removals of more than N members (default 0: no such limit)",
     )
@@ -319,13 +322,11 @@ def _segment(path: str | None) -> str | None:
 
 
 def _export_add(args: argparse.Namespace) -> int:
-    export = operations.add_export(
-        Context.from_env(),
-        args.actor,
+    spec = ExportSpec(
+        name=args.name,
         connection_id=args.connection,
         list_id=args.list_id,
         email_field=args.email_field,
-        name=args.name,
         properties=_parse_properties(args.property),
         segment=_segment(args.segment),
         segment_format=args.format,
@@ -336,6 +337,7 @@ def _export_add(args: argparse.Namespace) -> int:
         brake_share=args.brake_share,
         brake_count=args.brake_count,
     )
+    export = operations.add_export(Context.from_env(), args.actor, spec)
     return _show_added(
         args,
         export.public(),

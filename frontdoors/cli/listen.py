@@ -20,7 +20,7 @@ from frontdoors.cli.output import emit_json
 from schemas.tasks import DEAD_LETTER_QUEUE, REQUESTS_QUEUE
 
 if TYPE_CHECKING:
-    from producer.listen import Outcome
+    from producer.intake import Outcome
 
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 else:

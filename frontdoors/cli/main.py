@@ -3,7 +3,7 @@
 Each module in ``frontdoors.cli`` has ``register(subparsers)`` and
 sets ``_run`` on the parsers it adds. The global flags (``--as``, ``--json``)
 are accepted anywhere on the line. Every error is one line on stderr naming
-what is wrong, with an exit code from ``frontdoors.cli.output.Exit``:
+what is wrong, with an exit code, as ``frontdoors.cli.output.ANSWERS`` has it:
 no traceback, no secret (``KLAVIYO_EXPORT_DEBUG=1`` shows the traceback of an
 internal error, for a bug report).
 """
@@ -13,30 +13,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
-import traceback
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
-from urllib.parse import urlsplit
-
-import redis
-from kombu.exceptions import OperationalError
 
 from core import __version__
-from core.actors import Actor, Forbidden
-from core.errors import (
-    ConfigurationError,
-    ExportBusy,
-    ExportError,
-    InvalidInput,
-    NotFound,
-    SourceError,
-    Unavailable,
-)
+from core.actors import Actor
+from core.errors import ConfigurationError
 from core.settings import log_level
-from frontdoors.cli.output import Exit, emit_json, fail
-from klaviyo_client import FatalError, KlaviyoError
+from frontdoors.cli.output import answer, emit_json
 
 COMMAND_MODULES = (
     "frontdoors.cli.config",
@@ -122,75 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         level = log_level()
     except ConfigurationError as exc:
-        return fail(str(exc), as_json=_Parser.json_errors, kind="configuration")
+        return answer(exc, as_json=_Parser.json_errors)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(words)
-    as_json = bool(getattr(args, "json", False))
     try:
         args.actor = Actor.parse(args.acting_as) if args.acting_as else Actor.from_env()
         return int(args._run(args))
-    except ExportBusy as exc:
-        return fail(
-            str(exc), Exit.SKIPPED, as_json=as_json, kind="skipped", run_in_progress=exc.holder
-        )
-    except Unavailable as exc:
-        return fail(str(exc), Exit.UNAVAILABLE, as_json=as_json, kind="unavailable")
-    except ExportError as exc:
-        return fail(str(exc), as_json=as_json, kind=_kind(exc))
-    except FatalError as exc:
-        return fail(str(exc), as_json=as_json, kind="klaviyo_refused")
-    except KlaviyoError as exc:
-        return fail(str(exc), Exit.UNAVAILABLE, as_json=as_json, kind="klaviyo_unavailable")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        message = f"cannot reach Redis at {_redis_where()}: {type(exc).__name__}; is it running?"
-        return fail(message, Exit.UNAVAILABLE, as_json=as_json, kind="redis_unavailable")
-    except redis.RedisError as exc:  # reached, but it refused (auth, OOM, read-only, ...)
-        message = f"Redis at {_redis_where()} refused the command: {type(exc).__name__}"
-        return fail(message, Exit.UNAVAILABLE, as_json=as_json, kind="redis_refused")
-    except OperationalError as exc:
-        message = f"cannot reach the broker: {type(exc).__name__}; is it running?"
-        return fail(message, Exit.UNAVAILABLE, as_json=as_json, kind="broker_unavailable")
-    except BrokenPipeError:
-        # The reader went away (`... | head`): stop quietly; point stdout at
-        # devnull so that the interpreter's final flush does not complain.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return int(Exit.BROKEN_PIPE)
-    except KeyboardInterrupt:
-        return int(Exit.INTERRUPTED)
-    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
-        if os.environ.get("KLAVIYO_EXPORT_DEBUG"):
-            traceback.print_exc()
-        place = traceback.extract_tb(exc.__traceback__)[-1]
-        message = (
-            f"internal error: {type(exc).__name__} at {os.path.basename(place.filename)}:"
-            f"{place.lineno} (a bug; KLAVIYO_EXPORT_DEBUG=1 shows the traceback)"
-        )
-        return fail(message, Exit.INTERNAL, as_json=as_json, kind="internal_error")
-
-
-def _kind(exc: ExportError) -> str:
-    kinds: tuple[tuple[type[ExportError], str], ...] = (
-        (Forbidden, "forbidden"),
-        (NotFound, "not_found"),
-        (InvalidInput, "invalid_input"),
-        (SourceError, "source_error"),
-        (ConfigurationError, "configuration"),
-    )
-    return next((name for cls, name in kinds if isinstance(exc, cls)), "refused")
-
-
-def _redis_where() -> str:
-    """Where the store is, as scheme://host:port/db, never with a password."""
-    try:
-        from core.settings import Settings
-
-        url = Settings.from_env().store_url
-    except ExportError:
-        return "the configured URL"
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - each is answered in one line
+        return answer(exc, as_json=bool(getattr(args, "json", False)))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from core.context import Context
+from core.records import ExportSpec
 from demo.sample import FAIL_EMAIL_PATTERN, write_sample
 from tests.support.pipeline import LIST_ID, Pipeline, pipeline
 from tests.support.services import redis_server
@@ -104,11 +105,7 @@ def test_unknown_list_fails_the_run_fast(kx: Pipeline, tmp_path: Path) -> None:
     ctx = Context.from_env(kx.env)
     connection = kx.add_connection()
     export = ctx.store.add_export(
-        name="gone",
-        connection_id=connection,
-        list_id="GoNe99",
-        email_field="email",
-        properties=None,
+        ExportSpec(name="gone", connection_id=connection, list_id="GoNe99", email_field="email"),
         created_by="t",
     )
     segment = tmp_path / "s.csv"
@@ -139,11 +136,7 @@ def test_bad_api_key_is_refused_and_fails_a_run_fast(kx: Pipeline, tmp_path: Pat
         accepted_terms=True,
     )
     export = ctx.store.add_export(
-        name="x",
-        connection_id=bad.id,
-        list_id=LIST_ID,
-        email_field="email",
-        properties=None,
+        ExportSpec(name="x", connection_id=bad.id, list_id=LIST_ID, email_field="email"),
         created_by="t",
     )
     segment = tmp_path / "s.csv"

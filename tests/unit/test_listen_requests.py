@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,13 +13,10 @@ import pytest
 from core import audit, broker
 from core.actors import Actor
 from core.context import Context
-from core.runs import Runs
-from core.secrets import SecretBox, generate_key
-from core.settings import Settings
-from core.store import Store
-from klaviyo_client import ClientSettings
-from producer.listen import Outcome, Refused, dead_letter, decode_body, handle
-from producer.publish import InvalidRequest, encode, publish, validate
+from core.errors import InvalidRequest, Refused
+from core.records import ExportSpec
+from producer.intake import Outcome, dead_letter, decode_body, handle
+from producer.publish import encode, publish, validate
 from schemas import keys
 from schemas.contracts import DEAD_LETTER, load
 from schemas.tasks import REQUESTS_QUEUE
@@ -28,15 +26,8 @@ CONTRIBUTOR = Actor("listener", "contributor")
 
 
 @pytest.fixture
-def ctx() -> Context:
-    client = fakeredis.FakeRedis()
-    return Context(
-        settings=Settings.from_env({}),
-        redis=client,
-        store=Store(client, SecretBox(generate_key())),
-        runs=Runs(client),
-        client_settings=ClientSettings(base_url="http://127.0.0.1:9"),
-    )
+def ctx(make_context: Callable[..., Context]) -> Context:
+    return make_context(KLAVIYO_BASE_URL="http://127.0.0.1:9")  # a call to it fails at once
 
 
 def _export(ctx: Context, allow: str = "contributors", **options: Any) -> str:
@@ -49,15 +40,10 @@ def _export(ctx: Context, allow: str = "contributors", **options: Any) -> str:
         verified_via=None,
         accepted_terms=True,
     )
-    return ctx.store.add_export(
-        name="e",
-        connection_id=connection.id,
-        list_id="L1",
-        email_field="email",
-        properties=None,
-        created_by="t",
-        **options,
-    ).id
+    spec = ExportSpec(
+        name="e", connection_id=connection.id, list_id="L1", email_field="email", **options
+    )
+    return ctx.store.add_export(spec, created_by="t").id
 
 
 def _refused(ctx: Context, body: Any, actor: Actor = ADMIN) -> Refused:
