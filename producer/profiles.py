@@ -1,15 +1,13 @@
-"""Turn segment records into Klaviyo profile resources, and spot repeated emails.
+"""Turn segment records into Klaviyo profile resources.
 
 Every row is checked here, before anything is sent: a row Klaviyo would refuse
 becomes a :class:`Rejection` that names the row, the field and the reason, so a
 bad row is reported by us instead of failing inside an import job (or, for an
 invalid JSON value, failing the whole batch).
 
-Emails are checked as Klaviyo checks them (the sandbox's ``EMAIL`` models its
-validator): ASCII only. A domain written in another script (``bücher.de``,
-``例え.jp``) is converted to its ASCII form (IDNA 2008 with UTS #46 mapping:
-``xn--bcher-kva.de``), which is what is sent, de-duplicated and remembered; a
-non-ASCII part before the ``@`` has no such form and is rejected.
+Emails are checked as Klaviyo checks them (``producer.emails``), with an
+internationalised domain sent in its ASCII form; repeated emails are spotted by
+``producer.dedup``.
 
 Control characters: a mapped value holding one (U+0000-U+0008, U+000B, U+000C,
 U+000E-U+001F, U+007F-U+009F, at any depth of a JSON value) rejects the row as
@@ -30,17 +28,13 @@ one ``str.encode``, and no per-row dicts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import sys
-from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
-import idna
-
 from klaviyo_client.constants import MAX_PROFILE_BYTES as MAX_PROFILE_BYTES_KLAVIYO
+from producer.emails import MAX_EMAIL_LENGTH, ascii_email, email_match, email_problem
 
 KLAVIYO_ATTRIBUTES: Final = frozenset(
     {
@@ -60,27 +54,6 @@ KLAVIYO_ATTRIBUTES: Final = frozenset(
 
 MAX_PROFILE_BYTES: Final = MAX_PROFILE_BYTES_KLAVIYO
 """Klaviyo's per-profile limit on bulk import (100 KB, read as decimal: the safe side)."""
-MAX_EMAIL_LENGTH: Final = 254
-MAX_LOCAL_PART_LENGTH: Final = 64
-
-# What the address check accepts, after stripping and lower-casing: what
-# Klaviyo's validator accepts (the sandbox's EMAIL regex), with the domain in
-# ASCII form: at most 254 characters; a local part of 1-64 characters (64 is
-# RFC 5321's limit, which the sandbox does not check: the one place we are
-# stricter) made of dot-separated runs of letters, digits and
-# !#$%&'*+/=?^_`{|}~- ; a domain of two or more dot-separated labels of
-# letters, digits and inner hyphens, up to 63 characters each, the last one 2+
-# characters starting with a letter. So display names ("Ann <a@b.co>"), lists
-# ("a@b.co,c@d.co"), quoted local parts, IP-literal domains, whitespace and
-# control characters all fail. Dots may not lead, trail or repeat.
-_ATEXT: Final = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_EMAIL_MATCH: Final = re.compile(
-    rf"(?=[^@]{{1,{MAX_LOCAL_PART_LENGTH}}}@){_ATEXT}+(?:\.{_ATEXT}+)*"
-    rf"@(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,61}}[a-z0-9]"
-).fullmatch
-_LABEL_MATCH: Final = re.compile(_LABEL).fullmatch
-_MAX_LABEL_LENGTH: Final = 63
 
 # The control characters a value may not hold (see the module docstring):
 # C0 but tab, LF and CR; DEL; C1.
@@ -179,9 +152,9 @@ class ProfileMapper:
         if type(raw) is not str:
             return self._reject_email_value(row, raw)
         email = raw.strip().lower()
-        if len(email) > MAX_EMAIL_LENGTH or _EMAIL_MATCH(email) is None:
-            sent = _ascii_email(email)  # the rare path: an IDN domain, or a bad address
-            if sent is None or len(sent) > MAX_EMAIL_LENGTH or _EMAIL_MATCH(sent) is None:
+        if len(email) > MAX_EMAIL_LENGTH or email_match(email) is None:
+            sent = ascii_email(email)  # the rare path: an IDN domain, or a bad address
+            if sent is None or len(sent) > MAX_EMAIL_LENGTH or email_match(sent) is None:
                 return self._reject_email_text(row, email, sent)
             email = sent
         # The JSON is assembled from pieces rather than by encoding a dict: about
@@ -267,42 +240,10 @@ class ProfileMapper:
         return Rejection(row, self.email_field, reason, INVALID_EMAIL)
 
     def _reject_email_text(self, row: int, email: str, sent: str | None) -> Rejection:
-        # Only on the error path: say which rule failed without echoing the
-        # address, which would put personal data in reports and logs. ``sent``
-        # is the address with its domain in ASCII form, if it has one.
-        field = self.email_field
         if not email:
-            return Rejection(row, field, self._empty, MISSING_EMAIL)
-        lead = f"email field {field!r} is not an email address"
-        local, at, domain = (sent or email).rpartition("@")
-        labels = domain.split(".")
-        if not at or "@" in local:
-            reason = f"{lead}: it needs exactly one '@'"
-        elif any(ch.isspace() for ch in email):
-            reason = f"{lead}: it contains a space"
-        elif not local.isascii():
-            reason = f"{lead} Klaviyo accepts: the part before '@' has a character outside ASCII"
-        elif sent is None and not domain.isascii():
-            reason = f"{lead}: its domain is not a valid internationalised domain name"
-        elif len(sent or email) > MAX_EMAIL_LENGTH:
-            form = " with its domain in ASCII form" if sent not in (None, email) else ""
-            reason = (
-                f"email field {field!r} is {len(sent or email)} characters{form},"
-                f" over {MAX_EMAIL_LENGTH}"
-            )
-        elif len(local) > MAX_LOCAL_PART_LENGTH:
-            reason = f"{lead}: the part before '@' is over {MAX_LOCAL_PART_LENGTH} characters"
-        elif len(labels) < 2:
-            reason = f"{lead}: the domain has no '.'"
-        elif any(len(label) > _MAX_LABEL_LENGTH for label in labels):
-            reason = f"{lead}: a part of the domain is over {_MAX_LABEL_LENGTH} characters"
-        elif all(_LABEL_MATCH(label) for label in labels) and (
-            len(labels[-1]) < 2 or not labels[-1][0].isalpha()
-        ):
-            reason = f"{lead}: the domain's last part needs 2 or more characters, a letter first"
-        else:
-            reason = f"{lead}: it has a character or dot out of place"
-        return Rejection(row, field, reason, INVALID_EMAIL)
+            return Rejection(row, self.email_field, self._empty, MISSING_EMAIL)
+        reason = email_problem(self.email_field, email, sent)
+        return Rejection(row, self.email_field, reason, INVALID_EMAIL)
 
     def _reject_unencodable(self, row: int, record: Mapping[str, Any], exc: Exception) -> Rejection:
         field = self.email_field
@@ -332,28 +273,6 @@ class ProfileMapper:
         )
 
 
-def _ascii_email(email: str) -> str | None:
-    """``email`` with an internationalised domain in its ASCII (IDNA) form.
-
-    ``None`` when there is no such form: not one ``@``, a local part outside
-    ASCII (nothing converts it), or a domain IDNA refuses. ASCII labels are
-    left as they are, for the address check to judge as Klaviyo does.
-    """
-    local, at, domain = email.rpartition("@")
-    if not at or "@" in local or not local.isascii():
-        return None
-    if domain.isascii():
-        return email
-    try:
-        labels = idna.uts46_remap(domain, std3_rules=False).split(".")
-        ascii_labels = [
-            label if label.isascii() else idna.alabel(label).decode() for label in labels
-        ]
-    except UnicodeError:  # idna.IDNAError and its kinds are UnicodeErrors
-        return None
-    return f"{local}@{'.'.join(ascii_labels)}"
-
-
 def _first_control(value: object) -> str | None:
     """The first refused control character in a JSON value (keys too), if any."""
     if type(value) is str:
@@ -381,89 +300,3 @@ def _reject_control(row: int, column: str, value: object) -> Rejection:
         " other than tab and line breaks are refused",
         INVALID_VALUE,
     )
-
-
-_MASK_64: Final = (1 << 64) - 1
-
-
-def _blake2b_64(email: str) -> int:
-    return int.from_bytes(hashlib.blake2b(email.encode(), digest_size=8).digest(), "little")
-
-
-_fingerprint: Final[Callable[[str], int]] = (
-    hash
-    if sys.hash_info.width == 64 and sys.hash_info.algorithm.startswith("siphash")
-    else _blake2b_64
-)
-
-
-class EmailDeduplicator:
-    """Remembers which normalised emails this run has seen, in 13-27 bytes each.
-
-    Each email is kept as a 64-bit fingerprint in an open-addressing table
-    (linear probing) inside an ``array('Q')``. A ``set`` of ints would cost
-    about 60 bytes per email (a 32-byte int object plus its hash-table slot);
-    here a slot is 8 bytes and the table is kept between 30% and 60% full.
-
-    The fingerprint is the interpreter's own string hash when that is 64-bit
-    SipHash (CPython on 64-bit platforms): computed in C, five times cheaper
-    than a BLAKE2b digest (0.15 against 0.75 us an email), and keyed with a
-    random per-process secret, so nobody can craft addresses that collide.
-    Elsewhere it is a 64-bit BLAKE2b digest. Fingerprints are compared only
-    within one process, which is all a run's de-duplication needs.
-
-    Collision odds: two different emails share a fingerprint with probability
-    2**-64 per pair, so among n emails the chance that any distinct email is
-    wrongly reported as seen is about n**2 / 2**65: 3e-8 at one million emails,
-    3e-6 at ten million, 3e-4 at a hundred million. A false "seen" would skip
-    that one row as a duplicate; nothing else goes wrong.
-    """
-
-    _MAX_LOAD: Final = 0.6
-
-    def __init__(self, expected: int = 0) -> None:
-        slots = 1 << 10
-        while slots * self._MAX_LOAD < expected:
-            slots <<= 1
-        self._resize(slots)
-        self._count = 0
-
-    def _resize(self, slots: int) -> None:
-        old = getattr(self, "_table", None)
-        self._table = array("Q", (0,)) * slots  # no temporary bytes object
-        self._mask = slots - 1
-        self._limit = int(slots * self._MAX_LOAD)
-        if old is not None:
-            table, mask = self._table, self._mask
-            for fingerprint in filter(None, old):
-                index = fingerprint & mask
-                while table[index]:
-                    index = (index + 1) & mask
-                table[index] = fingerprint
-
-    def seen_before(self, email: str) -> bool:
-        """True if ``email`` was given before; otherwise remember it and answer False."""
-        # 0 marks an empty slot, so a zero fingerprint is stored as 1.
-        fingerprint = (_fingerprint(email) & _MASK_64) or 1
-        table = self._table
-        mask = self._mask
-        index = fingerprint & mask
-        slot = table[index]
-        while slot:
-            if slot == fingerprint:
-                return True
-            index = (index + 1) & mask
-            slot = table[index]
-        table[index] = fingerprint
-        self._count += 1
-        if self._count > self._limit:
-            self._resize(len(table) * 2)
-        return False
-
-    def __len__(self) -> int:
-        return self._count
-
-    @property
-    def memory_bytes(self) -> int:
-        """Bytes held by the fingerprint table."""
-        return len(self._table) * self._table.itemsize

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from core.errors import SourceError
 from core.store import Export
-from producer.profiles import EmailDeduplicator, MappedProfile, ProfileMapper, Rejection
+from producer.dedup import EmailDeduplicator
+from producer.profiles import MappedProfile, ProfileMapper, Rejection
 from producer.sources import RowError, open_source
 
 

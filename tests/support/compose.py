@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-APP_IMAGE = "klaviyo-export:local"
+APP_IMAGE = "klaviyo-export:local"  # the Dockerfile's app stage: the product
+DEMO_IMAGE = "klaviyo-export:demo"  # its demo stage: the app, the sandbox and the demo
 SECRETS_DIR = "/run/secrets/"
 PLACEHOLDER = "placeholder"
 
@@ -186,6 +188,42 @@ def secret_files(service: Mapping[str, Any]) -> dict[str, str]:
         target = source if isinstance(grant, str) else grant.get("target", source)
         files[target if target.startswith("/") else SECRETS_DIR + target] = source
     return files
+
+
+@dataclass
+class Stage:
+    """One ``FROM ... AS name`` stage of the Dockerfile."""
+
+    name: str
+    base: str
+    copied: list[str] = field(default_factory=list)  # COPY sources, as written
+    runs: list[str] = field(default_factory=list)  # RUN commands, continuations joined
+    users: list[str] = field(default_factory=list)  # USER values, in order
+
+
+def dockerfile_stages(text: str | None = None) -> dict[str, Stage]:
+    """The Dockerfile's stages by name (an unnamed stage is named by its number)."""
+    text = DOCKERFILE.read_text(encoding="utf-8") if text is None else text
+    joined = re.sub(r"\\\n", " ", text)
+    stages: dict[str, Stage] = {}
+    stage: Stage | None = None
+    for line in joined.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        instruction, args = words[0].upper(), words[1:]
+        if instruction == "FROM":
+            name = args[2] if len(args) > 2 and args[1].upper() == "AS" else str(len(stages))
+            stage = stages[name] = Stage(name, args[0])
+            continue
+        assert stage is not None, f"{instruction} before FROM in the Dockerfile"
+        if instruction == "COPY":
+            stage.copied += [w for w in args[:-1] if not w.startswith("--")]
+        elif instruction == "RUN":
+            stage.runs.append(" ".join(args))
+        elif instruction == "USER":
+            stage.users.append(args[0])
+    return stages
 
 
 def image_user() -> tuple[int, int]:

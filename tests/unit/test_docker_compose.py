@@ -7,7 +7,8 @@ Celery sub-command of the importable app, every program a service runs is in
 its image, every queue something publishes to has a consumer in a plain
 ``docker compose up``, every reference (service, secret, volume, profile)
 resolves, the secrets reach the containers as files only, the demo stays in
-its profile, Redis persists and caps its memory, and no secret is written in
+its profile and its image (the production image carries no sandbox, demo or
+benchmark), Redis persists and caps its memory, and no secret is written in
 the file. ``tests/integration/test_compose_services_run.py`` runs the same
 commands for real.
 """
@@ -15,6 +16,7 @@ commands for real.
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import importlib.metadata
 import importlib.util
@@ -44,6 +46,7 @@ from schemas import tasks
 from tests.support import compose
 from tests.support.compose import (
     APP_IMAGE,
+    DEMO_IMAGE,
     DOCKERFILE,
     INTERPOLATION,
     ROOT,
@@ -160,13 +163,17 @@ def test_celery_commands_are_real_subcommands_of_the_worker_app(
             assert name in flower_options, f"flower has no option {word}"
 
 
-def _console_scripts() -> set[str]:
-    """The console scripts ``pip install ".[monitoring]"`` puts in the image:
-    the project's own and those of every distribution it pulls in."""
+IMAGE_EXTRAS = {APP_IMAGE: ("monitoring",), DEMO_IMAGE: ("monitoring", "demo")}
+
+
+def _console_scripts(image_extras: tuple[str, ...]) -> set[str]:
+    """The console scripts ``pip install ".[image_extras]"`` puts in an image: the
+    project's own and those of every distribution it pulls in."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     scripts = set(project.get("scripts", {}))
     todo = [Requirement(r) for r in project["dependencies"]]
-    todo += [Requirement(r) for r in project["optional-dependencies"]["monitoring"]]
+    for extra in image_extras:
+        todo += [Requirement(r) for r in project["optional-dependencies"][extra]]
     seen: set[tuple[str, frozenset[str]]] = set()
     while todo:
         requirement = todo.pop()
@@ -185,14 +192,15 @@ def _console_scripts() -> set[str]:
 
 
 def image_programs(image: str) -> set[str]:
-    if image == APP_IMAGE:
-        return BASE_IMAGE_PROGRAMS | _console_scripts()
+    if image in IMAGE_EXTRAS:
+        return BASE_IMAGE_PROGRAMS | _console_scripts(IMAGE_EXTRAS[image])
     assert image in OTHER_IMAGES, f"an image these tests know nothing of: {image}"
     return OTHER_IMAGES[image]
 
 
-def test_the_image_has_the_programs_the_tests_count_on() -> None:
-    assert {"klaviyo-export", "celery"} <= image_programs(APP_IMAGE)
+def test_the_images_have_the_programs_the_tests_count_on() -> None:
+    for image in IMAGE_EXTRAS:
+        assert {"klaviyo-export", "celery"} <= image_programs(image)
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -505,7 +513,7 @@ def with_secret_files(service: dict[str, Any], tmp: Path) -> tuple[dict[str, str
 
 def _app_services() -> Iterator[tuple[str, dict[str, Any]]]:
     for name, service in services().items():
-        if service.get("image") == APP_IMAGE and name != "sandbox":
+        if service.get("image") in {APP_IMAGE, DEMO_IMAGE} and name != "sandbox":
             yield name, service
 
 
@@ -759,24 +767,126 @@ def test_the_secret_check_finds_planted_secrets(planted: dict[str, Any]) -> None
 # -- The image -------------------------------------------------------------------------------
 
 
-def test_the_image_is_built_once_and_reused() -> None:
-    builders = [name for name, service in services().items() if "build" in service]
-    assert builders == ["worker"], "one service builds the image; the others reuse it"
-    builder = services()["worker"]
-    assert builder["image"] == APP_IMAGE
-    assert in_plain_up(builder)
+BUILDERS = {"worker": (APP_IMAGE, "app"), "sandbox": (DEMO_IMAGE, "demo")}
+OPTIONAL_PACKAGES = {"sandbox", "demo"}  # in the demo image only
+NOT_SHIPPED = {"bench", "tests"}  # in no image
+
+
+def test_each_image_is_built_once_and_reused() -> None:
+    builders = {}
+    for name, service in services().items():
+        if "build" in service:
+            build = service["build"]
+            assert isinstance(build, dict), f"{name}: name the Dockerfile stage it builds"
+            assert build.get("context") == ".", name
+            builders[name] = (service["image"], build.get("target"))
+    assert builders == BUILDERS, "one service builds each image; the others reuse it"
+    assert in_plain_up(services()["worker"]), "a plain `up` builds the app image"
     images = set()
     for name, service in services().items():
         images.add(service["image"])
-        if service["image"] == APP_IMAGE and name != "worker":
-            assert service.get("pull_policy") == "never", f"{name} would pull {APP_IMAGE}"
-    assert images == {APP_IMAGE} | set(OTHER_IMAGES)
+        if service["image"] in {APP_IMAGE, DEMO_IMAGE} and name not in BUILDERS:
+            assert service.get("pull_policy") == "never", f"{name} would pull {service['image']}"
+    assert images == {APP_IMAGE, DEMO_IMAGE} | set(OTHER_IMAGES)
+
+
+def _imports_of(code: str) -> set[str]:
+    """The top-level packages a ``python -c`` program imports."""
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def optional_packages_used(service: dict[str, Any]) -> set[str]:
+    """Which of the sandbox and demo packages the service's commands need."""
+    used = set()
+    for words in commands(service) + healthcheck_commands(service):
+        if words[0] == "klaviyo-export":
+            command = parse_cli(words[1:]).command
+            used |= {"sandbox"} if command == "sandbox" else set()
+            used |= {"demo", "sandbox"} if command == "demo" else set()
+            used |= {"demo"} if command == "sample" else set()
+        elif words[0] in {"python", "python3"} and words[1:2] == ["-c"]:
+            used |= _imports_of(words[2]) & OPTIONAL_PACKAGES
+    return used
+
+
+def image_problems(data: dict[str, Any]) -> list[str]:
+    """Services on the wrong image: the demo's on the app image, or the product's
+    on the demo image (a plain ``up`` must run what production runs)."""
+    problems = []
+    for name, service in services(data).items():
+        image = service.get("image")
+        if image not in {APP_IMAGE, DEMO_IMAGE}:
+            continue
+        wanted = APP_IMAGE if in_plain_up(service) else DEMO_IMAGE
+        if image != wanted:
+            problems.append(f"{name} runs {image}, not {wanted}")
+        used = optional_packages_used(service)
+        if used and image != DEMO_IMAGE:
+            problems.append(f"{name} needs {sorted(used)}, which only {DEMO_IMAGE} has")
+    return problems
+
+
+def test_the_demo_services_use_the_demo_image_and_the_others_the_app() -> None:
+    assert image_problems(COMPOSE) == []
+    assert {n for n, s in services().items() if optional_packages_used(s)} == DEMO_SERVICES
+
+
+@pytest.mark.parametrize(
+    ("name", "image"),
+    [("demo-export", APP_IMAGE), ("sandbox", APP_IMAGE), ("worker", DEMO_IMAGE)],
+)
+def test_the_image_check_finds_a_service_on_the_wrong_image(name: str, image: str) -> None:
+    data = copy.deepcopy(COMPOSE)
+    data["services"][name]["image"] = image
+    assert image_problems(data)
+
+
+def _packages_built() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+
+
+def test_the_dockerfile_has_the_app_stage_and_the_demo_stage_on_top_of_it() -> None:
+    stages = compose.dockerfile_stages()
+    assert list(stages) == ["app", "demo"]
+    assert re.fullmatch(r"python:3\.11-slim", stages["app"].base)
+    assert stages["demo"].base == "app", "the demo image is the app image plus the demo"
+
+
+def test_the_app_stage_copies_no_sandbox_demo_or_benchmark() -> None:
+    app = compose.dockerfile_stages()["app"]
+    copied = {Path(source).parts[0] for source in app.copied}
+    assert not copied & (OPTIONAL_PACKAGES | NOT_SHIPPED), sorted(copied)
+    assert _packages_built() - OPTIONAL_PACKAGES <= copied
+
+
+def test_the_demo_stage_adds_the_sandbox_the_demo_and_the_demo_extra() -> None:
+    demo = compose.dockerfile_stages()["demo"]
+    assert {Path(source).parts[0] for source in demo.copied} == OPTIONAL_PACKAGES
+    installs = [re.findall(r"pip install[^\n]*?\.\[([\w,-]+)\]", run) for run in demo.runs]
+    assert any("demo" in e.split(",") for found in installs for e in found), demo.runs
+
+
+def test_every_package_the_build_includes_is_copied_by_some_stage() -> None:
+    stages = compose.dockerfile_stages().values()
+    sources = {word for stage in stages for word in stage.copied}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert _packages_built() | {"pyproject.toml", project["project"]["readme"]} <= sources
+    assert not {".", ".env", ".venv"} & sources
+    assert not NOT_SHIPPED & {Path(source).parts[0] for source in sources}
 
 
 def test_the_image_installs_the_package_with_flower() -> None:
-    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
-    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
-    installs = re.findall(r"pip install[^\n]*?\.\[([\w,-]+)\]", dockerfile)
+    app = compose.dockerfile_stages()["app"]
+    installs = [
+        e for run in app.runs for e in re.findall(r"pip install[^\n]*?\.\[([\w,-]+)\]", run)
+    ]
     assert any("monitoring" in extras.split(",") for extras in installs), installs
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     monitoring = project["project"]["optional-dependencies"]["monitoring"]
@@ -789,15 +899,8 @@ def test_the_image_runs_as_the_user_it_creates() -> None:
     assert uid != 0
     assert re.search(rf"groupadd[^\n]*--gid {gid}\b", dockerfile)
     assert re.search(rf"useradd[^\n]*--uid {uid} --gid {gid}\b", dockerfile)
-
-
-def test_the_image_copies_every_package_the_build_includes() -> None:
-    copied = set(re.findall(r"^COPY\s+(.+?)\s+\S+$", DOCKERFILE.read_text(), re.MULTILINE))
-    sources = {word for line in copied for word in line.split()}
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
-    assert packages | {"pyproject.toml", project["project"]["readme"]} <= sources
-    assert not {".", ".env", ".venv"} & sources
+    for stage in compose.dockerfile_stages().values():
+        assert stage.users[-1:] == [f"{uid}:{gid}"], f"the {stage.name} image would run as root"
 
 
 def test_the_build_context_leaves_out_secrets_and_segments() -> None:

@@ -12,7 +12,8 @@ import random
 
 import pytest
 
-from producer.profiles import MAX_LOCAL_PART_LENGTH, MappedProfile, ProfileMapper
+from producer.emails import MAX_LOCAL_PART_LENGTH
+from producer.profiles import MappedProfile, ProfileMapper
 from sandbox.jobs import EMAIL
 
 MAPPER = ProfileMapper("email")

@@ -9,6 +9,7 @@ from typing import Any
 import idna
 import pytest
 
+from producer.dedup import EmailDeduplicator
 from producer.profiles import (
     INVALID_EMAIL,
     INVALID_VALUE,
@@ -16,7 +17,6 @@ from producer.profiles import (
     MAX_PROFILE_BYTES,
     MISSING_EMAIL,
     PROFILE_TOO_LARGE,
-    EmailDeduplicator,
     MappedProfile,
     ProfileMapper,
     Rejection,
