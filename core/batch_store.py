@@ -71,6 +71,13 @@ class BatchResult:
         )
 
 
+def parts_without_result(client: redis.Redis, total: int, results_key: str) -> list[int]:
+    """Of a run's parts 0..total-1 (batches, removal chunks), those with no
+    entry yet in their results hash."""
+    done = {int(text(n)) for n in client.hkeys(results_key)}
+    return [n for n in range(total) if n not in done]
+
+
 class BatchStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
@@ -188,8 +195,7 @@ class BatchStore:
     def missing(self, run_id: str) -> list[int]:
         """The run's batches without a result yet."""
         total = int(self.redis.hget(keys.run(run_id), RunField.BATCHES_TOTAL) or 0)
-        done = {int(text(n)) for n in self.redis.hkeys(keys.run_batch_results(run_id))}
-        return [n for n in range(total) if n not in done]
+        return parts_without_result(self.redis, total, keys.run_batch_results(run_id))
 
     def unfinished(self, run_id: str) -> list[int]:
         """What a resume resends: batches whose recorded result is not ``succeeded``,

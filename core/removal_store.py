@@ -10,6 +10,7 @@ from typing import Final
 
 import redis
 
+from core.batch_store import parts_without_result
 from core.scripts import RECORD_REMOVAL
 from core.store import text
 from schemas import keys
@@ -97,6 +98,6 @@ class RemovalStore:
 
     def missing(self, run_id: str) -> list[int]:
         """A removing run's chunks without a result yet."""
-        total = self.chunks(run_id)
-        done = {int(text(n)) for n in self.redis.hkeys(keys.run_removal_results(run_id))}
-        return [n for n in range(total) if n not in done]
+        return parts_without_result(
+            self.redis, self.chunks(run_id), keys.run_removal_results(run_id)
+        )

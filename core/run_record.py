@@ -252,7 +252,3 @@ class RunRecords:
 
     def removal_attempts(self, run_id: str, chunk: int) -> int:
         return int(self.field(run_id, RunField.REMOVAL_ATTEMPTS_PREFIX + str(chunk)) or 0)
-
-    def total(self, run_id: str, name: str) -> int:
-        """A counter of the run (``batches_total``, ``removal_chunks``, ...)."""
-        return int(self.field(run_id, name) or 0)
