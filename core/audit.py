@@ -1,7 +1,8 @@
 """The audit log: every change and every run, who did it and when.
 
 A Redis stream (``schemas.keys.AUDIT``), capped at about ``MAX_ENTRIES``
-entries. Entries name ids, never keys or profile data.
+entries. Entries name ids, never keys or profile data; ``via`` says how the
+user came in (``cli``, ``console``, ``token t_...``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def record(client: redis.Redis, actor: Actor, action: str, target: str, **detail
             "role": actor.role,
             "action": action,
             "target": target,
+            "via": actor.via or "cli",
             "detail": json.dumps(detail, sort_keys=True, default=str),
         },
         maxlen=MAX_ENTRIES,
@@ -47,6 +49,7 @@ def recent(client: redis.Redis, limit: int = 50) -> list[dict[str, Any]]:
                 "role": entry["role"],
                 "action": entry["action"],
                 "target": entry["target"],
+                "via": entry.get("via", "cli"),
                 "detail": json.loads(entry["detail"]),
             }
         )

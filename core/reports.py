@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import redis
@@ -51,29 +51,41 @@ class Reports:
     def not_exported(self, run_id: str) -> list[dict[str, Any]]:
         """Every row of the run that was not exported, as ``REPORT_COLUMNS``: the
         rows rejected before upload, then those Klaviyo failed (no emails)."""
+        return list(self.iter_not_exported(run_id))
+
+    def iter_not_exported(self, run_id: str, page: int = 5000) -> Iterator[dict[str, Any]]:
+        """``not_exported``, read ``page`` rows at a time (a report can hold a
+        million rows); ``NotFound`` at once, before the first row."""
         if not self.redis.exists(keys.run(run_id)):
             raise NotFound(f"no run {run_id!r}")
-        rows = [
-            {
+        return self._report_rows(run_id, page)
+
+    def _report_rows(self, run_id: str, page: int) -> Iterator[dict[str, Any]]:
+        for item in self._pages(keys.run_rejected(run_id), page):
+            yield {
                 "row": item["row"],
                 "stage": "checks",
                 "field": item.get("field") or "",
                 "code": item["code"],
                 "reason": item["reason"],
             }
-            for item in self.rejected_rows(run_id)
-        ]
-        rows += [
-            {
+        for item in self._pages(keys.run_failed(run_id), page):
+            yield {
                 "row": item.get("row") or "",
                 "stage": "klaviyo",
                 "field": item.get("field") or "",
                 "code": item["code"],
                 "reason": item["detail"],
             }
-            for item in self.failed_rows(run_id)
-        ]
-        return rows
+
+    def _pages(self, key: str, page: int) -> Iterator[dict[str, Any]]:
+        start = 0
+        while True:
+            chunk = self.redis.lrange(key, start, start + page - 1)
+            yield from (json.loads(r) for r in chunk)
+            if len(chunk) < page:
+                return
+            start += page
 
     def drop_failed_rows(self, run_id: str, batches: set[int]) -> None:
         """A resume sends ``batches`` again: their failed rows leave the report."""

@@ -87,6 +87,22 @@ class Run:
             began = self.attempt_started_at
         return round(self.finished_at - began, 3)
 
+    def summary(self) -> dict[str, Any]:
+        """What every front door shows of a run (``status --json``, ``GET /api/v1/runs/ID``)."""
+        status = self.to_json()
+        return {
+            "run_id": self.run_id,
+            "export_id": self.export_id,
+            "status": status["status"],
+            "message": self.message,
+            "counts": status["counts"],
+            "batches": status["batches"],
+            "attempt": self.attempt,
+            "duration_s": self.duration_s,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The ``RunStatus`` contract (``status --json``), validated."""
         data = asdict(self)

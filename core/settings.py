@@ -39,6 +39,13 @@ Options (environment variable, default):
   export with a bound segment runs then (besides its own ``--schedule``).
   Empty disables the system refresh. Needs ``celery -A worker beat`` and
   ``klaviyo-export listen`` running (see ``worker.schedules``).
+- ``KLAVIYO_EXPORT_SOURCE_ROOTS`` (none): the folders, separated by ``:``,
+  under which a segment path named over HTTP (a run's ``source``, an
+  export's bound ``segment``) may lie. With none, the HTTP API reads only
+  the segments bound with the CLI: a caller of the API never chooses a file
+  of the server's to read.
+- ``KLAVIYO_EXPORT_API_READERS`` (2): segments the HTTP server reads at once
+  for the runs it started (each a thread); further runs wait their turn.
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ class Settings:
     watchdog_seconds: float
     stall_seconds: float
     refresh_cron: str | None = DEFAULT_REFRESH_CRON  # None: no system refresh
+    source_roots: tuple[Path, ...] = ()  # where paths named over HTTP may lie
+    api_readers: int = 2
     klaviyo: ClientSettings = field(default_factory=ClientSettings)
 
     @classmethod
@@ -104,6 +113,8 @@ class Settings:
             ),
             stall_seconds=read.number("KLAVIYO_EXPORT_STALL_SECONDS", float, 900.0, 1.0, None, "s"),
             refresh_cron=read.cron("KLAVIYO_EXPORT_REFRESH_CRON", DEFAULT_REFRESH_CRON),
+            source_roots=read.folders("KLAVIYO_EXPORT_SOURCE_ROOTS"),
+            api_readers=read.number("KLAVIYO_EXPORT_API_READERS", int, 2, 1, 64, "threads"),
             klaviyo=ClientSettings(
                 base_url=read.url("KLAVIYO_BASE_URL", DEFAULT_BASE_URL),
                 connect_timeout=read.number("KLAVIYO_CONNECT_TIMEOUT", float, 5.0, 0.1, 600, "s"),
@@ -178,6 +189,20 @@ class _Reader:
         if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
             raise ConfigurationError(f"{name}={value!r} is not an http:// or https:// URL")
         return value.rstrip("/")
+
+    def folders(self, name: str) -> tuple[Path, ...]:
+        """Absolute folders separated by ``:``, each resolved (symlinks followed)."""
+        value = self.raw(name)
+        if value is None:
+            return ()
+        roots = []
+        for part in (p.strip() for p in value.split(":")):
+            if not part:
+                continue
+            if not part.startswith("/"):
+                raise ConfigurationError(f"{name}: {part!r} is not an absolute path")
+            roots.append(Path(part).resolve())
+        return tuple(roots)
 
     def cron(self, name: str, default: str) -> str | None:
         """Five cron fields, checked as Celery's ``crontab`` reads them; blank is None."""

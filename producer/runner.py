@@ -18,7 +18,7 @@ from core import audit
 from core.actors import Actor, require_use
 from core.batch_store import StoredBatch
 from core.context import Context
-from core.errors import ExportBusy, ExportError
+from core.errors import ExportBusy, ExportError, NotFound
 from core.removal_store import REMOVAL_CHUNK
 from core.state import ExportState
 from core.store import Connection, Export
@@ -57,12 +57,23 @@ def start_run(
 ) -> str:
     """Record a run, read and store its batches, launch it; returns the run id.
 
+    ``open_run`` then ``read_opened``, in this process: the CLI and the listener
+    wait for the reading; the HTTP API answers after ``open_run`` and reads in
+    the background.
+    """
+    run_id = open_run(ctx, request)
+    read_opened(ctx, run_id, request, on_progress)
+    return run_id
+
+
+def open_run(ctx: Context, request: RunRequest) -> str:
+    """Record the run as ``pending`` and take its export's lock; returns its id.
+
     Refused outright (no run recorded): an actor who may not use the export's
     connection, a disabled export, an export with a run in progress (the
-    second run is skipped, never queued). A run that cannot complete its
-    start (bad key, unknown list, unreadable source, over a cap, the export
-    removed meanwhile) is recorded as ``failed`` or ``cancelled`` with the
-    reason, and its id is still returned.
+    second run is skipped, never queued). Everything that can refuse a run
+    without reading its segment is decided here, so a front door can answer at
+    once and read later.
     """
     export = ctx.store.get_export(request.export_id)
     connection = ctx.store.get_connection(export.connection_id)
@@ -88,12 +99,31 @@ def start_run(
         trigger=request.trigger,
         source=request.source,
     )
+    return run_id
+
+
+def read_opened(
+    ctx: Context,
+    run_id: str,
+    request: RunRequest,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
+    """Read the segment of a run ``open_run`` recorded, store it, launch it.
+
+    A run that cannot complete its start (bad key, unknown list, unreadable
+    source, over a cap, the export removed meanwhile) is recorded as
+    ``failed`` or ``cancelled`` with the reason; an unexpected error ends it
+    as failed (releasing the lock) and is raised.
+    """
     try:
+        export = ctx.store.get_export(request.export_id)
+        connection = ctx.store.get_connection(export.connection_id)
         _start(ctx, run_id, export, connection, request, on_progress)
+    except NotFound:  # removed since the run was opened, which cancelled it
+        ctx.lifecycle.end_unsent(run_id, 0)
     except BaseException as exc:
         interrupted(ctx, run_id, exc)
         raise
-    return run_id
 
 
 def _start(

@@ -170,3 +170,31 @@ def run_removals(run_id: str, chunk: int) -> str:
 def run_removal_results(run_id: str) -> str:
     """Hash: removal chunk number -> its result JSON (written once)."""
     return f"{PREFIX}run:{run_id}:removal-results"
+
+
+# -- who may call the HTTP API and sign in to the console ------------------------------
+
+TOKENS: Final = PREFIX + "tokens"  # hash: sha256 hex of a token's secret -> token id
+USERS: Final = PREFIX + "users"  # set of console user names
+
+
+def token(token_id: str) -> str:
+    """Hash: an API token's record (field ``record``, JSON); its secret is never stored."""
+    return f"{PREFIX}token:{token_id}"
+
+
+def user(name: str) -> str:
+    """Hash: a console user (fields ``record``, JSON, and ``password``, a scrypt hash)."""
+    return f"{PREFIX}user:{name}"
+
+
+def session(digest: str) -> str:
+    """Hash with a TTL: a console session, under the sha256 hex of its cookie value
+    (a copy of Redis holds no usable session id)."""
+    return f"{PREFIX}session:{digest}"
+
+
+def idempotency(scope: str, digest: str) -> str:
+    """String with a TTL: the run an ``Idempotency-Key`` started, under the sha256 hex
+    of the key, per caller (``scope``): a retried POST gets the same run."""
+    return f"{PREFIX}idem:{scope}:{digest}"

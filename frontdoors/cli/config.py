@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import audit, operations
+from core import operations, queries
 from core.context import Context
 from core.errors import InvalidInput
 from core.records import ALLOW_VALUES, MODES, ExportSpec
@@ -247,7 +247,7 @@ def _connection_add(args: argparse.Namespace) -> int:
 
 
 def _connection_list(args: argparse.Namespace) -> int:
-    rows = [c.public() for c in Context.from_env().store.list_connections()]
+    rows = [c.public() for c in queries.list_connections(Context.from_env(), args.actor)]
     if args.json:
         emit_json({"connections": rows})
     else:
@@ -347,7 +347,7 @@ def _export_add(args: argparse.Namespace) -> int:
 
 
 def _export_list(args: argparse.Namespace) -> int:
-    rows = [e.public() for e in Context.from_env().store.list_exports()]
+    rows = [e.public() for e in queries.list_exports(Context.from_env(), args.actor)]
     if args.json:
         emit_json({"exports": rows})
     else:
@@ -387,12 +387,12 @@ def _export_remove(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    entries = audit.recent(Context.from_env().redis, args.limit)
+    entries = queries.audit_entries(Context.from_env(), args.actor, args.limit)
     if args.json:
         emit_json({"entries": entries})
         return 0
     table = [
         {**e, "at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))} for e in entries
     ]
-    emit_table(table, ["at", "user", "role", "action", "target", "detail"])
+    emit_table(table, ["at", "user", "role", "via", "action", "target", "detail"])
     return 0

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.actors import require_use
+from core import queries
 from core.context import Context
 from core.errors import InvalidInput
 from core.reports import REPORT_COLUMNS
@@ -211,12 +211,9 @@ def _resume(args: argparse.Namespace) -> int:
 def _dry_run(ctx: Context, args: argparse.Namespace) -> int:
     """Print what a run would do, decided from the export's state as the run
     decides it (``producer.plan``); write, send and audit nothing."""
-    from producer.plan import plan_run
+    from producer.plan import dry_run
 
-    export = ctx.store.get_export(args.export_id)
-    connection = ctx.store.get_connection(export.connection_id)
-    require_use(args.actor, connection)
-    plan = plan_run(ctx, export, connection, args.source, args.format, full=args.full)
+    plan = dry_run(ctx, args.actor, args.export_id, args.source, args.format, full=args.full)
     if args.json:
         emit_json(plan.as_dict())
         return 0
@@ -259,7 +256,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.watch:
         progress = RunProgress(enabled=not args.json)
         return report(follow(ctx, args.run_id, progress, args.timeout), args.json)
-    run = ctx.runs.get(args.run_id)
+    run = queries.get_run(ctx, args.actor, args.run_id)
     if args.json:
         emit_json(summarize(run))
     else:
@@ -268,7 +265,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    rows = Context.from_env().runs.recent(args.export, args.limit)
+    rows = queries.recent_runs(Context.from_env(), args.actor, args.export, args.limit)
     if args.json:
         emit_json({"runs": [summarize(r) for r in rows]})
         return 0
@@ -292,7 +289,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _rejected(args: argparse.Namespace) -> int:
-    rows = Context.from_env().reports.not_exported(args.run_id)
+    rows = list(queries.run_report(Context.from_env(), args.actor, args.run_id))
     if args.json:
         emit_json({"run_id": args.run_id, "rows": rows})
         return 0

@@ -130,17 +130,7 @@ def report(waited: Waited, as_json: bool) -> int:
 
 def summarize(run: Run) -> dict[str, Any]:
     """What ``--json`` prints of a run."""
-    status = run.to_json()
-    return {
-        "run_id": run.run_id,
-        "export_id": run.export_id,
-        "status": status["status"],
-        "message": run.message,
-        "counts": status["counts"],
-        "batches": status["batches"],
-        "attempt": run.attempt,
-        "duration_s": run.duration_s,
-    }
+    return run.summary()
 
 
 def print_status(run: Run) -> None:

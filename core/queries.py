@@ -1,0 +1,85 @@
+"""What people and upstream systems may read, with the same rules everywhere.
+
+``core.operations`` changes things; this module reads them. Each front door
+(the CLI, the HTTP API, the console) lists and shows through here, so a
+contributor sees the same connections in a terminal as in a browser:
+
+- admins see everything;
+- contributors see the connections allowed to contributors and the exports
+  on them, every run's status, the reports of the runs they can see, and the
+  audit log;
+- a trigger token (an upstream system) reads exports and runs and their
+  status, never connections, reports or the audit log.
+
+A record the actor may not see is ``NotFound``, as if it did not exist: an id
+that leaks no name is the point of hiding it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from core import audit
+from core.actors import Actor, may_see, require_person
+from core.context import Context
+from core.errors import NotFound
+from core.records import Connection, Export
+from core.run_record import Run
+
+
+def list_connections(ctx: Context, actor: Actor) -> list[Connection]:
+    require_person(actor, "list connections")
+    return [c for c in ctx.store.list_connections() if may_see(actor, c)]
+
+
+def get_connection(ctx: Context, actor: Actor, connection_id: str) -> Connection:
+    require_person(actor, "read connections")
+    connection = ctx.store.get_connection(connection_id)
+    if not may_see(actor, connection):
+        raise NotFound(f"no connection {connection_id!r}")
+    return connection
+
+
+def _visible(ctx: Context, actor: Actor, export: Export) -> bool:
+    if actor.is_admin or actor.is_trigger:
+        return True
+    try:
+        return may_see(actor, ctx.store.get_connection(export.connection_id))
+    except NotFound:
+        return False
+
+
+def list_exports(ctx: Context, actor: Actor) -> list[Export]:
+    return [e for e in ctx.store.list_exports() if _visible(ctx, actor, e)]
+
+
+def get_export(ctx: Context, actor: Actor, export_id: str) -> Export:
+    export = ctx.store.get_export(export_id)
+    if not _visible(ctx, actor, export):
+        raise NotFound(f"no export {export_id!r}")
+    return export
+
+
+def get_run(ctx: Context, actor: Actor, run_id: str) -> Run:
+    """Any role may read a run's status: an orchestrator polls it."""
+    return ctx.runs.get(run_id)
+
+
+def recent_runs(ctx: Context, actor: Actor, export_id: str | None, limit: int) -> list[Run]:
+    if export_id is not None:
+        get_export(ctx, actor, export_id)
+    return ctx.runs.recent(export_id, limit)
+
+
+def run_report(ctx: Context, actor: Actor, run_id: str) -> Iterator[dict[str, Any]]:
+    """The rows of a run that were not exported (``core.reports.REPORT_COLUMNS``),
+    read from Redis a page at a time. Checked before the first row, so that a
+    streamed answer is refused before it starts."""
+    require_person(actor, "read a run's rejected rows")
+    return ctx.reports.iter_not_exported(run_id)
+
+
+def audit_entries(ctx: Context, actor: Actor, limit: int) -> list[dict[str, Any]]:
+    require_person(actor, "read the audit log")
+    return audit.recent(ctx.redis, limit)
