@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core import audit
-from core.actors import Actor, require_admin, require_use
+from core.actors import Actor, may_see, require_admin, require_person, require_use
 from core.context import Context
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
 from core.records import Connection, Export, ExportSpec
 from klaviyo_client import NotFoundError
 
@@ -64,8 +64,19 @@ def add_connection(
     return connection
 
 
+def _visible_connection(ctx: Context, actor: Actor, connection_id: str) -> Connection:
+    """The connection, or ``NotFound`` for one the actor may not see (its name
+    stays hidden, as ``core.queries`` hides it)."""
+    connection = ctx.store.get_connection(connection_id)
+    if not may_see(actor, connection):
+        raise NotFound(f"no connection {connection_id!r}")
+    return connection
+
+
 def verify_connection(ctx: Context, actor: Actor, connection_id: str) -> Connection:
-    """Check the stored key against Klaviyo again (anyone may)."""
+    """Check the stored key against Klaviyo again (anyone who can see it may)."""
+    require_person(actor, "verify connections")
+    _visible_connection(ctx, actor, connection_id)
     check = ctx.patient_klaviyo(connection_id).verify_key()
     connection = ctx.store.mark_verified(connection_id, check.via, check.account_id)
     audit.record(ctx.redis, actor, "connection.verify", connection_id, verified_via=check.via)
@@ -114,7 +125,8 @@ def add_export(ctx: Context, actor: Actor, spec: ExportSpec) -> Export:
 
     An empty ``spec.name`` becomes the list's name in Klaviyo.
     """
-    connection = ctx.store.get_connection(spec.connection_id)
+    require_person(actor, "add exports")
+    connection = _visible_connection(ctx, actor, spec.connection_id)
     require_use(actor, connection)
     spec.check()  # before asking Klaviyo: a wrong field costs no call
     try:
@@ -139,8 +151,9 @@ def add_export(ctx: Context, actor: Actor, spec: ExportSpec) -> Export:
 
 
 def set_enabled(ctx: Context, actor: Actor, export_id: str, enabled: bool) -> Export:
+    require_person(actor, "enable or disable exports")
     export = ctx.store.get_export(export_id)
-    require_use(actor, ctx.store.get_connection(export.connection_id))
+    require_use(actor, _visible_connection(ctx, actor, export.connection_id))
     updated = replace(export, enabled=enabled)
     ctx.store.save_export(updated)
     audit.record(ctx.redis, actor, "export.enable" if enabled else "export.disable", export_id)

@@ -5,9 +5,8 @@
 contributor sees the same connections in a terminal as in a browser:
 
 - admins see everything;
-- contributors see the connections allowed to contributors and the exports
-  on them, every run's status, the reports of the runs they can see, and the
-  audit log;
+- contributors see the connections allowed to contributors, the exports on
+  them and their runs (with their reports), and the audit log;
 - a trigger token (an upstream system) reads exports and runs and their
   status, never connections, reports or the audit log.
 
@@ -61,15 +60,30 @@ def get_export(ctx: Context, actor: Actor, export_id: str) -> Export:
     return export
 
 
+def _run_visible(ctx: Context, actor: Actor, run: Run) -> bool:
+    if actor.is_admin or actor.is_trigger:
+        return True
+    try:
+        return _visible(ctx, actor, ctx.store.get_export(run.export_id))
+    except NotFound:  # its export was removed: the run's ids tell nothing more
+        return True
+
+
 def get_run(ctx: Context, actor: Actor, run_id: str) -> Run:
-    """Any role may read a run's status: an orchestrator polls it."""
-    return ctx.runs.get(run_id)
+    """Every role may read the status of a run it can see: an orchestrator polls it."""
+    run = ctx.runs.get(run_id)
+    if not _run_visible(ctx, actor, run):
+        raise NotFound(f"no run {run_id!r}")
+    return run
 
 
 def recent_runs(ctx: Context, actor: Actor, export_id: str | None, limit: int) -> list[Run]:
     if export_id is not None:
         get_export(ctx, actor, export_id)
-    return ctx.runs.recent(export_id, limit)
+        return ctx.runs.recent(export_id, limit)
+    if actor.is_admin or actor.is_trigger:
+        return ctx.runs.recent(None, limit)
+    return [r for r in ctx.runs.recent(None, limit * 4) if _run_visible(ctx, actor, r)][:limit]
 
 
 def run_report(ctx: Context, actor: Actor, run_id: str) -> Iterator[dict[str, Any]]:
@@ -77,6 +91,7 @@ def run_report(ctx: Context, actor: Actor, run_id: str) -> Iterator[dict[str, An
     read from Redis a page at a time. Checked before the first row, so that a
     streamed answer is refused before it starts."""
     require_person(actor, "read a run's rejected rows")
+    get_run(ctx, actor, run_id)
     return ctx.reports.iter_not_exported(run_id)
 
 

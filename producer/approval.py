@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from core import audit
-from core.actors import Actor, require_use
+from core.actors import Actor, require_person, require_use
 from core.context import Context
 from core.run_record import Run
 
 
 def _check(ctx: Context, actor: Actor, run_id: str) -> Run:
+    require_person(actor, "decide a run at the safety brake")
     run = ctx.lifecycle.held(run_id)
     connection_id, _ = ctx.runs.target(run_id)
     require_use(actor, ctx.store.get_connection(connection_id))

@@ -9,7 +9,7 @@ sent again replace their old ones, so the run's counts stay exact.
 from __future__ import annotations
 
 from core import audit
-from core.actors import Actor, require_use
+from core.actors import Actor, require_person, require_use
 from core.context import Context
 from core.errors import ExportBusy, ExportError
 from core.lifecycle import RESUMABLE
@@ -18,6 +18,7 @@ from producer.runner import interrupted
 
 def resume_run(ctx: Context, actor: Actor, run_id: str) -> list[int]:
     """Resend the run's unfinished batches; returns their numbers."""
+    require_person(actor, "resume runs")
     run = ctx.runs.get(run_id)
     if run.status not in RESUMABLE:
         raise ExportError(

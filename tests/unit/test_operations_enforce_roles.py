@@ -18,7 +18,7 @@ import pytest
 from core import audit, operations
 from core.actors import Actor
 from core.context import Context
-from core.errors import Forbidden, InvalidInput
+from core.errors import Forbidden, InvalidInput, NotFound
 from core.records import Connection, ExportSpec
 from core.secrets import SecretBox, generate_key
 from core.settings import Settings
@@ -214,16 +214,19 @@ def test_a_contributor_adds_an_export_to_a_connection_open_to_contributors(
 
 
 @pytest.mark.parametrize(
-    ("allow", "terms", "reason"),
-    [("admins", True, "for admins only"), ("contributors", False, "terms have not been accepted")],
+    ("allow", "terms", "refusal", "reason"),
+    [
+        ("admins", True, NotFound, "no connection"),  # hidden from contributors: not named
+        ("contributors", False, Forbidden, "terms have not been accepted"),
+    ],
 )
 def test_an_export_is_refused_on_a_connection_the_actor_may_not_use(
-    ctx: FakeKlaviyoContext, allow: str, terms: bool, reason: str
+    ctx: FakeKlaviyoContext, allow: str, terms: bool, refusal: type[Exception], reason: str
 ) -> None:
     connection = _connection(ctx, allow=allow, terms=terms)
     before = _actions(ctx)
 
-    with pytest.raises(Forbidden, match=reason):
+    with pytest.raises(refusal, match=reason):
         operations.add_export(ctx, CONTRIBUTOR, _spec(connection))
 
     assert ctx.store.list_exports() == []
@@ -258,7 +261,7 @@ def test_enabling_needs_the_use_of_the_connection_and_is_audited(
     connection = _connection(ctx, allow="admins")
     export = operations.add_export(ctx, ADMIN, _spec(connection))
 
-    with pytest.raises(Forbidden, match="for admins only"):
+    with pytest.raises(NotFound, match="no connection"):  # hidden from contributors
         operations.set_enabled(ctx, CONTRIBUTOR, export.id, False)
     assert ctx.store.get_export(export.id).enabled
 

@@ -189,3 +189,45 @@ def test_a_run_whose_export_went_before_reading_ends_cancelled(
     run = ctx.runs.get(opened.run_id)
     assert run.status is RunStatus.CANCELLED
     assert ctx.locks.holder(export.id) is None
+
+
+def test_a_contributor_neither_reads_nor_uses_what_is_hidden(ctx: ScriptedContext) -> None:
+    from core import operations
+    from core.records import ExportSpec
+
+    private = add_connection(ctx, allow="admins")
+    export = add_export(ctx, private)
+    run_id = ctx.lifecycle.create(export.id, "s.csv", "ann", private.id, export.list_id)
+
+    assert queries.get_run(ctx, ADMIN, run_id).run_id == run_id
+    assert queries.recent_runs(ctx, CONTRIBUTOR, None, 10) == []
+    for hidden in (
+        lambda: queries.get_run(ctx, CONTRIBUTOR, run_id),
+        lambda: queries.run_report(ctx, CONTRIBUTOR, run_id),
+        lambda: operations.verify_connection(ctx, CONTRIBUTOR, private.id),
+        lambda: operations.set_enabled(ctx, CONTRIBUTOR, export.id, False),
+        lambda: operations.add_export(
+            ctx, CONTRIBUTOR, ExportSpec(connection_id=private.id, list_id="L1", email_field="e")
+        ),
+    ):
+        with pytest.raises(NotFound, match=r"^no (run|connection) '"):
+            hidden()
+
+
+def test_a_trigger_changes_nothing(ctx: ScriptedContext) -> None:
+    from core import operations
+    from producer.approval import approve, reject
+    from producer.resume import resume_run
+
+    connection = add_connection(ctx)
+    export = add_export(ctx, connection)
+    run_id = ctx.lifecycle.create(export.id, "s.csv", "ann", connection.id, export.list_id)
+    for refused in (
+        lambda: operations.verify_connection(ctx, TRIGGER, connection.id),
+        lambda: operations.set_enabled(ctx, TRIGGER, export.id, False),
+        lambda: approve(ctx, TRIGGER, run_id),
+        lambda: reject(ctx, TRIGGER, run_id),
+        lambda: resume_run(ctx, TRIGGER, run_id),
+    ):
+        with pytest.raises(Forbidden, match="a trigger token may only start runs"):
+            refused()
