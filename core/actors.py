@@ -100,9 +100,8 @@ def require_use(actor: Actor, connection: Connection) -> None:
     A trigger acts for the export's owner: only the terms are checked.
     """
     if connection.allow == "admins" and actor.role == "contributor":
-        raise Forbidden(
-            f"{actor} may not use connection {connection.id} ({connection.name}): "
-            "it is for admins only"
+        raise Forbidden(  # no name: the connection is hidden from contributors
+            f"{actor} may not use connection {connection.id}: it is for admins only"
         )
     if not connection.terms_accepted:
         raise Forbidden(

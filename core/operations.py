@@ -33,6 +33,7 @@ def add_connection(
     verified with one Klaviyo is never used with another.
     """
     require_admin(actor, "add connections")
+    _check_key(api_key)
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise InvalidInput(
             f"must be an http:// or https:// URL, not {base_url!r}", field="base_url"
@@ -64,6 +65,13 @@ def add_connection(
     return connection
 
 
+def _check_key(api_key: str) -> None:
+    """A key goes into an HTTP header: printable ASCII only (Klaviyo's keys are
+    ``pk_`` and hex), refused here rather than as an encoding error mid-request."""
+    if not api_key or not api_key.isascii() or not api_key.isprintable() or " " in api_key:
+        raise InvalidInput("must be printable ASCII without spaces", field="api_key")
+
+
 def _visible_connection(ctx: Context, actor: Actor, connection_id: str) -> Connection:
     """The connection, or ``NotFound`` for one the actor may not see (its name
     stays hidden, as ``core.queries`` hides it)."""
@@ -93,6 +101,7 @@ def accept_terms(ctx: Context, actor: Actor, connection_id: str) -> Connection:
 def rotate_key(ctx: Context, actor: Actor, connection_id: str, api_key: str) -> Connection:
     """A new key for the same account; exports keep working, unchanged."""
     require_admin(actor, "rotate a connection's API key")
+    _check_key(api_key)
     current = ctx.store.get_connection(connection_id)
     check = ctx.patient_klaviyo_for_key(
         api_key, ctx.client_settings_for(current).base_url

@@ -127,7 +127,7 @@ def test_a_refused_run_answers_json_too(kx: Pipeline, connection: str, tmp_path:
     assert isinstance(error, dict)
     assert (error["type"], error["message"]) == (
         "forbidden",
-        f"ann (contributor) may not use connection {connection} (Test): it is for admins only",
+        f"ann (contributor) may not use connection {connection}: it is for admins only",
     )
     error = _last_json(disabled)["error"]
     assert isinstance(error, dict)
