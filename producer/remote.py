@@ -90,6 +90,7 @@ def open_remote_run(
     fmt: str | None = None,
     full: bool = False,
     idempotency_key: str | None = None,
+    trigger: str = "api",
 ) -> Opened:
     """Check and open the run a remote caller asks for (``open_run``); the
     caller then reads it (``producer.runner.read_opened``) when ``request`` is set.
@@ -97,7 +98,7 @@ def open_remote_run(
     Everything that can refuse the run is decided before this returns, so the
     HTTP answer (202, or 403/404/409/422) is final.
     """
-    request = request_run(ctx, actor, export_id, source=source, fmt=fmt, full=full)
+    request = request_run(ctx, actor, export_id, source=source, fmt=fmt, full=full, trigger=trigger)
     if idempotency_key is None:
         return Opened(open_run(ctx, request), request)
     asked = json.dumps([export_id, source, fmt, full])

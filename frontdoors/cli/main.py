@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "frontdoors.cli.demo",
     "frontdoors.cli.sandbox",
     "frontdoors.cli.listen",
+    "frontdoors.cli.access",
+    "frontdoors.cli.serve",
 )
 AS_HELP = (
     "act as USER with ROLE (admin or contributor); default: KLAVIYO_EXPORT_USER "

@@ -1,0 +1,125 @@
+"""``/api/v1/runs`` and ``/api/v1/audit``: what became of each run, and who did what.
+
+A run reads as ``klaviyo-export status --json`` prints it (``Run.summary``):
+an orchestrator polls ``GET /runs/{id}`` until its status is final. The rows
+a run did not export stream as CSV (``core.reports.REPORT_COLUMNS``), read
+from Redis a page at a time: a run's report can hold a million rows, and the
+server never holds it whole. ``approve`` and ``resume`` answer 202: the
+removals, or the batches sent again, go to the workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import StreamingResponse
+
+from core import queries
+from core.actors import Actor
+from core.context import Context
+from core.reports import REPORT_COLUMNS
+from frontdoors.http.auth import AppContext, CurrentActor
+from frontdoors.http.models import (
+    ERROR_RESPONSES,
+    ID_PATTERN,
+    Approved,
+    AuditEntry,
+    AuditLog,
+    Resumed,
+    RunList,
+    RunSummary,
+)
+from producer import approval, resume
+
+router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
+audit_router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
+RunId = Annotated[str, Path(pattern=ID_PATTERN)]
+Limit = Annotated[int, Query(ge=1, le=500, description="at most this many, newest first")]
+CSV_ROWS_PER_CHUNK: Final = 1000
+
+
+def summary(ctx: Context, actor: Actor, run_id: str) -> RunSummary:
+    return RunSummary(**queries.get_run(ctx, actor, run_id).summary())
+
+
+@router.get("", response_model=RunList)
+def list_runs(
+    ctx: AppContext,
+    actor: CurrentActor,
+    export_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    limit: Limit = 20,
+) -> RunList:
+    """Recent runs, of one export or of all."""
+    runs = queries.recent_runs(ctx, actor, export_id, limit)
+    return RunList(runs=[RunSummary(**run.summary()) for run in runs])
+
+
+@router.get("/{run_id}", response_model=RunSummary)
+def get_run(run_id: RunId, ctx: AppContext, actor: CurrentActor) -> RunSummary:
+    """The run's status and counts, as ``status --json`` prints them."""
+    return summary(ctx, actor, run_id)
+
+
+def csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """The report as CSV text, ``CSV_ROWS_PER_CHUNK`` rows per piece."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for count, row in enumerate(rows, 1):
+        writer.writerow(row)
+        if count % CSV_ROWS_PER_CHUNK == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+@router.get(
+    "/{run_id}/rejected",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "the rows not exported, as CSV: " + ",".join(REPORT_COLUMNS),
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
+def rejected_rows(run_id: RunId, ctx: AppContext, actor: CurrentActor) -> StreamingResponse:
+    """The rows the run did not export (rejected by the checks, or failed by Klaviyo)."""
+    rows = queries.run_report(ctx, actor, run_id)  # refused here, before the answer starts
+    return StreamingResponse(
+        csv_chunks(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f"attachment; filename=run-{run_id}-rejected.csv"},
+    )
+
+
+@router.post("/{run_id}/approve", status_code=202, response_model=Approved)
+def approve_run(run_id: RunId, ctx: AppContext, actor: CurrentActor) -> Approved:
+    """Let a mirror run held at the safety brake remove its departed members."""
+    removing = approval.approve(ctx, actor, run_id)
+    return Approved(run=summary(ctx, actor, run_id), removing=removing)
+
+
+@router.post("/{run_id}/reject", response_model=RunSummary)
+def reject_run(run_id: RunId, ctx: AppContext, actor: CurrentActor) -> RunSummary:
+    """End a mirror run held at the safety brake without removing anyone."""
+    approval.reject(ctx, actor, run_id)
+    return summary(ctx, actor, run_id)
+
+
+@router.post("/{run_id}/resume", status_code=202, response_model=Resumed)
+def resume_run(run_id: RunId, ctx: AppContext, actor: CurrentActor) -> Resumed:
+    """Send again the batches of a failed or partly failed run (a new attempt)."""
+    batches = resume.resume_run(ctx, actor, run_id)
+    return Resumed(run=summary(ctx, actor, run_id), batches=batches)
+
+
+@audit_router.get("", response_model=AuditLog)
+def audit_log(ctx: AppContext, actor: CurrentActor, limit: Limit = 50) -> AuditLog:
+    """Every change and every run, newest first: who, how (``via``), what."""
+    return AuditLog(entries=[AuditEntry(**e) for e in queries.audit_entries(ctx, actor, limit)])
