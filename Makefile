@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint format clean bench
+.PHONY: setup demo console test test-fast lint format clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/klaviyo-export demo
+
+# The web console and API on the demo's own Redis, sandbox and workers, until Ctrl-C.
+console: $(STAMP)
+	$(BIN)/klaviyo-export demo --serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -6,9 +6,11 @@ free loopback port instead of ``redis``, a secret's file is a temporary file
 instead of ``/run/secrets/...``, ``$HOSTNAME`` is this machine's host name,
 ports are free loopback ports) and runs them: Redis caps its memory and
 refuses writes rather than evict; worker and beat pass their healthchecks
-while they run and fail them once stopped; Flower reads its password from
-the secret's file and shows it on no command line; the listener consumes
-``kx.requests``; the demo exports its sample to the sandbox.
+while they run and fail them once stopped; the API server passes its
+healthcheck, refuses a call without a token and answers one with a token
+issued on the same Redis; Flower reads its password from the secret's file
+and shows it on no command line; the listener consumes ``kx.requests``; the
+demo exports its sample to the sandbox.
 
 Klaviyo itself is never called: a base URL of ``https://a.klaviyo.com`` is
 replaced by a refused loopback address.
@@ -16,6 +18,7 @@ replaced by a refused loopback address.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -231,6 +234,40 @@ def test_worker_and_beat_pass_their_healthchecks_while_they_run_and_fail_them_af
     }
     for name, proc in stopped.items():
         assert proc.wait(timeout=120) != 0, f"{name}'s healthcheck passes with {name} stopped"
+
+
+# -- The API ---------------------------------------------------------------------------------
+
+
+def test_the_api_serves_with_its_secret_file_and_passes_its_healthcheck_while_it_runs(
+    broker: str, tmp_path: Path
+) -> None:
+    env, _ = local_env("api", broker, tmp_path)
+    port = free_port()
+    words = swap(command_of("api"), "0.0.0.0", "127.0.0.1")
+    words[words.index("--port") + 1] = str(port)
+    ready = healthcheck("api", env, {":8080/": f":{port}/"})
+    log = tmp_path / "api.log"
+    add_token = "klaviyo-export --as ops:admin token add --name compose --role contributor --json"
+    issued = subprocess.run(
+        add_token.split(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    token = json.loads(issued.stdout.strip().splitlines()[-1])["token"]
+    with running(words, env, log) as proc:
+        wait_until(lambda: check(ready, env) == 0, "the API healthy", [proc], [log])
+        url = f"http://127.0.0.1:{port}/api/v1/exports"
+        refused = requests.get(url, timeout=30)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+    assert check(ready, env) != 0, "the healthcheck passes with the server stopped"
+    assert token not in log.read_text()
 
 
 # -- Flower ----------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ from worker.config import MAX_TASK_SECONDS
 COMPOSE = compose.load()
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 SANDBOX_KEY_VAR = "KLAVIYO_SANDBOX_KEY"
-SERVICES = {"redis", "worker", "beat", "listen", "flower", "sandbox", "demo-export"}
+SERVICES = {"redis", "worker", "beat", "listen", "api", "flower", "sandbox", "demo-export"}
 DEMO_PROFILE = "demo"
 DEMO_SERVICES = {"sandbox", "demo-export"}
 SECRET_KEY_VAR = "KLAVIYO_EXPORT_SECRET_KEY"
@@ -231,6 +231,34 @@ def test_workers_beat_listener_and_flower_run_from_the_app() -> None:
     assert ran == {"worker": "worker", "beat": "beat", "flower": "flower"}
     listeners = [s for s, a in invocations("klaviyo-export") if parse_cli(a).command == "listen"]
     assert listeners == ["listen"]
+
+
+def test_the_api_serves_on_the_container_network_and_the_hosts_loopback_only() -> None:
+    api = services()["api"]
+    (args,) = [a for s, a in invocations("klaviyo-export") if s == "api"]
+    serve = parse_cli(args)
+    assert serve.command == "serve"
+    assert serve.host == "0.0.0.0", "other containers (a proxy) must reach it"
+    port = int(serve.port)
+    assert api["ports"] == [f"127.0.0.1:{port}:{port}"], "sign-in pages need TLS to leave the host"
+    (check,) = healthcheck_commands(api)
+    assert check[:2] == ["python", "-c"]
+    assert f"'http://127.0.0.1:{port}/healthz'" in check[2], "healthy when /healthz answers"
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_the_api_reads_segments_only_where_the_listener_does() -> None:
+    """Runs started over HTTP read the exports' bound segments, which are paths
+    under the listener's mount, and any source named over HTTP must lie there."""
+
+    def mounts(name: str) -> list[list[str]]:
+        return [interpolate(str(v)).split(":") for v in services()[name].get("volumes", [])]
+
+    roots = environment(services()["api"])["KLAVIYO_EXPORT_SOURCE_ROOTS"].split(":")
+    assert roots == [SEGMENTS_DIR]
+    assert mounts("api") == mounts("listen"), "the same segments, from the same folder"
+    assert [target for _, target, _ in mounts("api")] == [SEGMENTS_DIR]
+    assert all(mode == "ro" for *_, mode in mounts("api")), "the server only reads segments"
 
 
 def test_demo_export_adds_a_connection_and_an_export_then_runs_it() -> None:
