@@ -9,7 +9,7 @@ checked against the schema when it is built. The status field is written by
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
 import redis
@@ -88,15 +88,21 @@ class Run:
         return round(self.finished_at - began, 3)
 
     def summary(self) -> dict[str, Any]:
-        """What every front door shows of a run (``status --json``, ``GET /api/v1/runs/ID``)."""
-        status = self.to_json()
+        """What every front door shows of a run (``status --json``, ``GET /api/v1/runs/ID``).
+
+        Built from the typed record directly (a status poll is the API's most
+        frequent request); ``to_json`` is the same counts checked by the contract,
+        and a unit test holds the two together.
+        """
+        counts = {f.name: getattr(self.counts, f.name) for f in fields(Counts)}
+        counts["rejected_by_reason"] = dict(self.counts.rejected_by_reason or {})
         return {
             "run_id": self.run_id,
             "export_id": self.export_id,
-            "status": status["status"],
+            "status": self.status.value,
             "message": self.message,
-            "counts": status["counts"],
-            "batches": status["batches"],
+            "counts": counts,
+            "batches": {f.name: getattr(self.batches, f.name) for f in fields(BatchCounts)},
             "attempt": self.attempt,
             "duration_s": self.duration_s,
             "created_at": self.created_at,
@@ -165,8 +171,15 @@ class RunRecords:
         return raw
 
     def get(self, run_id: str) -> Run:
-        raw = self.raw(run_id)
-        reasons = self.redis.hgetall(keys.run_rejected_reasons(run_id))
+        """The run and its rejection reasons, read in one round trip (a status
+        poll is the most frequent request the HTTP API answers)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.run(run_id))
+        pipe.hgetall(keys.run_rejected_reasons(run_id))
+        found, reasons = pipe.execute()
+        raw = {text(k): text(v) for k, v in found.items()}
+        if not raw:
+            raise NotFound(f"no run {run_id!r}")
         counts = Counts(
             **{name: int(raw.get(name, 0)) for name in ROW_COUNTERS},
             rejected_by_reason={text(k): int(v) for k, v in reasons.items()},

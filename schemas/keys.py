@@ -174,7 +174,7 @@ def run_removal_results(run_id: str) -> str:
 
 # -- who may call the HTTP API and sign in to the console ------------------------------
 
-TOKENS: Final = PREFIX + "tokens"  # hash: sha256 hex of a token's secret -> token id
+TOKENS: Final = PREFIX + "tokens"  # hash: sha256 hex of a token's secret -> {id, user, role}
 USERS: Final = PREFIX + "users"  # set of console user names
 
 

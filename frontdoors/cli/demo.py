@@ -176,9 +176,8 @@ def _serve(args: argparse.Namespace) -> int:
             host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
             host = f"[{host}]" if ":" in host else host
             _print_console(setup, f"http://{host}:{listener.getsockname()[1]}", args.json)
-            server = uvicorn.Server(
-                uvicorn.Config(create_app(Context.from_env()), log_level="warning")
-            )
+            app = create_app(Context.from_env(), reader_processes=True)
+            server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it ends
                 server.run(sockets=[listener])
     finally:

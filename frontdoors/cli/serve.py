@@ -37,6 +37,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         choices=LEVELS,
         help="default: KLAVIYO_EXPORT_LOG_LEVEL, or info when it is not set",
     )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request (off by default: an orchestrator polling a run's status "
+        "many times a second would fill the log, and cost the server a share of its time)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        default=None,
+        help="behind a reverse proxy: the proxies (comma-separated, or *) whose "
+        "X-Forwarded-Proto and X-Forwarded-For are trusted, so that the console sees https "
+        "and sets its cookie Secure (default: 127.0.0.1); the proxy must pass the Host header",
+    )
     serve.set_defaults(_run=_serve)
 
 
@@ -96,6 +110,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=level,
+        access_log=args.access_log,
+        forwarded_allow_ips=args.forwarded_allow_ips,
         server_header=False,
     )
     return 0

@@ -61,9 +61,13 @@ def health(ctx: AppContext) -> Health:
     return Health(ok=True)
 
 
-def create_app(ctx: Context, *, readers: int | None = None) -> FastAPI:
-    """The app on ``ctx``; ``readers`` threads read the segments of the runs it starts
-    (default ``KLAVIYO_EXPORT_API_READERS``)."""
+def create_app(
+    ctx: Context, *, readers: int | None = None, reader_processes: bool = False
+) -> FastAPI:
+    """The app on ``ctx``; ``readers`` at a time read the segments of the runs it
+    starts (default ``KLAVIYO_EXPORT_API_READERS``), in child processes built from
+    the environment when ``reader_processes`` (what ``serve`` does), else in threads
+    on ``ctx`` (tests on an in-memory Redis)."""
     app = FastAPI(
         title="klaviyo-export",
         version=__version__,
@@ -75,7 +79,9 @@ def create_app(ctx: Context, *, readers: int | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.ctx = ctx
-    app.state.readers = Readers(ctx, readers or ctx.settings.api_readers)
+    app.state.readers = Readers(
+        ctx, readers or ctx.settings.api_readers, processes=reader_processes
+    )
     for router in (
         api_connections.router,
         api_exports.router,
@@ -101,4 +107,4 @@ def create_app(ctx: Context, *, readers: int | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """The app of ``klaviyo-export serve`` (a uvicorn factory: one per worker process)."""
-    return create_app(Context.from_env())
+    return create_app(Context.from_env(), reader_processes=True)

@@ -28,21 +28,30 @@ bearer = HTTPBearer(
 )
 
 
-def context(request: Request) -> Context:
-    """The app's one ``Context``, built at startup and shared by every request."""
+async def context(request: Request) -> Context:
+    """The app's one ``Context``, built at startup and shared by every request.
+
+    ``async``: it reads an attribute, and FastAPI runs a plain ``def``
+    dependency in its thread pool, a hop that costs more than the work.
+    """
     ctx: Context = request.app.state.ctx
     return ctx
 
 
-def current_actor(
-    request: Request,
-    given: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Actor:
+Given = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def current_actor(request: Request, given: Given) -> Actor:
+    return actor_for(request.app.state.ctx, given)
+
+
+def actor_for(ctx: Context, given: HTTPAuthorizationCredentials | None) -> Actor:
+    """The token's actor, or 401 (blocking: call it from a worker thread)."""
     if given is None:
         raise HTTPException(
             401, "send `Authorization: Bearer TOKEN`", headers={"WWW-Authenticate": REALM}
         )
-    found = credentials.authenticate(context(request).redis, given.credentials)
+    found = credentials.authenticate(ctx.redis, given.credentials)
     if found is None:
         raise HTTPException(
             401,

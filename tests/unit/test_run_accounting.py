@@ -154,3 +154,23 @@ def test_a_resumed_runs_duration_counts_from_its_own_attempt(ctx: Context) -> No
 
     assert run.attempt == 2
     assert 0 <= summarize(run)["duration_s"] < 600  # this attempt, not the hour before
+
+
+def test_a_runs_summary_says_what_its_contract_says() -> None:
+    """``Run.summary`` (built without the contract, for speed) agrees with
+    ``Run.to_json`` (checked by the ``RunStatus`` contract) on every field."""
+    from core.run_record import BatchCounts, Counts, Run
+    from schemas.contracts import RunStatus
+
+    run = Run(
+        run_id="r_1", export_id="e_1", status=RunStatus.PARTIALLY_SUCCEEDED, message="m",
+        created_at=1.0, started_at=2.0, finished_at=9.5, attempt_started_at=2.0, attempt=2,
+        counts=Counts(rows_read=10, rejected=2, rejected_by_reason={"duplicate": 2},
+                      submitted=8, imported=7, failed=1, unchanged=0, to_remove=3, removed=3),
+        batches=BatchCounts(total=2, done=2, succeeded=1, partially_succeeded=1),
+    )  # fmt: skip
+    summary, contract = run.summary(), run.to_json()
+
+    for field in ("run_id", "export_id", "status", "counts", "batches", "attempt"):
+        assert summary[field] == contract[field], field
+    assert summary["finished_at"] == 9.5
