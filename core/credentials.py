@@ -29,7 +29,7 @@ import redis
 
 from core import audit
 from core.actors import PERSON_ROLES, ROLES, Actor, require_admin
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, Throttled
 from core.store import new_id, text
 from schemas import keys
 
@@ -44,6 +44,8 @@ MIN_PASSWORD: Final = 12
 MAX_PASSWORD: Final = 1024  # a bound on the work one sign-in attempt can ask for
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # 16 MiB and ~50 ms per check
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+SIGNIN_FAILURES: Final = 10  # wrong passwords for one user name ...
+SIGNIN_WINDOW: Final = 900  # ... within this many seconds, and sign-in waits for the rest
 
 
 def _digest(secret: str) -> str:
@@ -331,7 +333,35 @@ def remove_user(client: redis.Redis, actor: Actor, name: str) -> User:
 
 def check_password(client: redis.Redis, name: str, password: str) -> Actor | None:
     """The console actor for a right name and password; None otherwise, after the
-    same one scrypt whether or not the name exists."""
+    same one scrypt whether or not the name exists.
+
+    After ``SIGNIN_FAILURES`` wrong passwords for one name within
+    ``SIGNIN_WINDOW`` seconds, ``Throttled`` until the window ends (counted in
+    Redis, so across every server): scrypt makes each guess cost 50 ms of CPU,
+    this makes a run of guesses cost hours. A right password clears the count.
+    """
+    failures_key = keys.signin_failures(_digest(name.strip().lower()))
+    pipe = client.pipeline()
+    pipe.get(failures_key)
+    pipe.ttl(failures_key)
+    failures, wait = pipe.execute()
+    if failures is not None and int(failures) >= SIGNIN_FAILURES:
+        raise Throttled(
+            f"too many wrong passwords for this user: try again in {max(wait, 1)} s",
+            max(int(wait), 1),
+        )
+    actor = _check_password(client, name, password)
+    if actor is None:
+        pipe = client.pipeline()
+        pipe.incr(failures_key)
+        pipe.expire(failures_key, SIGNIN_WINDOW, nx=True)
+        pipe.execute()
+    elif failures is not None:
+        client.delete(failures_key)
+    return actor
+
+
+def _check_password(client: redis.Redis, name: str, password: str) -> Actor | None:
     known = USER_NAME.fullmatch(name) is not None and len(password) <= MAX_PASSWORD
     raw, stored = client.hmget(keys.user(name), ["record", "password"]) if known else (None, None)
     if raw is None or stored is None:

@@ -13,6 +13,7 @@ ExportError
 ├── SourceError          a segment source cannot be read (names file and row)
 ├── ExportBusy           the export has a run in progress (runs never overlap)
 ├── Unavailable          Redis could not be reached, or lost what a command needs
+├── Throttled            too many failed sign-ins: wait ``retry_after`` seconds
 └── Refused              the listener cannot honour a request: it is dead-lettered
 
 ``RetryLater`` is no error: a worker's hand-back signal to the broker.
@@ -82,6 +83,14 @@ class ExportBusy(ExportError):
 
 class Unavailable(ExportError):
     """A service the command needs cannot be reached, or lost the records it needs."""
+
+
+class Throttled(ExportError):
+    """Too many failed attempts of one kind (a console user's sign-ins) in a while."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Refused(ExportError):

@@ -198,3 +198,9 @@ def idempotency(scope: str, digest: str) -> str:
     """String with a TTL: the run an ``Idempotency-Key`` started, under the sha256 hex
     of the key, per caller (``scope``): a retried POST gets the same run."""
     return f"{PREFIX}idem:{scope}:{digest}"
+
+
+def signin_failures(digest: str) -> str:
+    """String with a TTL: failed console sign-ins for one user name (under its
+    sha256), counted to slow down guessing a password."""
+    return f"{PREFIX}signin-failures:{digest}"

@@ -193,6 +193,7 @@ ANSWERS: Final[Mapping[type[BaseException], Answer]] = {
     errors.SourceError: Answer(Exit.ERROR, "source_error"),
     errors.ExportBusy: Answer(Exit.SKIPPED, "skipped", detail=_holder),
     errors.Unavailable: Answer(Exit.UNAVAILABLE, "unavailable"),
+    errors.Throttled: Answer(Exit.ERROR, "throttled"),
     errors.Refused: Answer(Exit.ERROR, "refused"),
     FatalError: Answer(Exit.ERROR, "klaviyo_refused"),
     KlaviyoError: Answer(Exit.UNAVAILABLE, "klaviyo_unavailable"),

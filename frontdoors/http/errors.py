@@ -97,6 +97,11 @@ def _fixed(message: str) -> Callable[[BaseException], str]:
     return lambda exc: f"{message} ({type(exc).__name__}); try again later"
 
 
+def _retry_after(exc: BaseException) -> dict[str, Any]:
+    assert isinstance(exc, errors.Throttled)
+    return {"retry_after": exc.retry_after}
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     status: int
@@ -116,6 +121,7 @@ TABLE: Final[Mapping[type[BaseException], Entry]] = {
     errors.SourceError: Entry(422, "source_error"),
     errors.ExportBusy: Entry(409, "busy", detail=_holder),
     errors.Unavailable: Entry(503, "unavailable"),
+    errors.Throttled: Entry(429, "throttled", detail=_retry_after),
     errors.Refused: Entry(422, "refused"),
     FatalError: Entry(422, "klaviyo_refused"),
     KlaviyoError: Entry(503, "klaviyo_unavailable"),

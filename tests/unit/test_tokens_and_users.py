@@ -412,3 +412,24 @@ def test_only_a_signed_in_actor_opens_a_session(client: fakeredis.FakeRedis) -> 
         sessions.open_session(client, Actor("ghost", "admin", via="console"))
     with pytest.raises(Forbidden):
         sessions.open_session(client, Actor("ghost", "admin", via="token t_0123456789"))
+
+
+def test_guessing_a_password_is_throttled_per_user_name() -> None:
+    """Ten wrong passwords for one name within the window: sign-in waits, even
+    with the right password; other names are not affected; a right password
+    before the limit clears the count."""
+    from core.errors import Throttled
+
+    client = fakeredis.FakeRedis()
+    credentials.set_password(client, ADMIN, "eve", "correct horse battery", role="contributor")
+    credentials.set_password(client, ADMIN, "dan", "another long password", role="contributor")
+    for _ in range(credentials.SIGNIN_FAILURES - 1):
+        assert credentials.check_password(client, "eve", "wrong password!!") is None
+    assert credentials.check_password(client, "eve", "correct horse battery") is not None  # clears
+    for _ in range(credentials.SIGNIN_FAILURES):
+        assert credentials.check_password(client, "eve", "wrong password!!") is None
+
+    with pytest.raises(Throttled) as throttled:
+        credentials.check_password(client, "eve", "correct horse battery")
+    assert 0 < throttled.value.retry_after <= 900
+    assert credentials.check_password(client, "dan", "another long password") is not None

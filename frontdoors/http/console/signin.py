@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 
 from core.actors import Actor
 from core.credentials import authenticate, check_password
-from core.errors import Forbidden
+from core.errors import Forbidden, Throttled
 from core.sessions import close_session, open_session, session_for
 from frontdoors.http.console.forms import FormState
 from frontdoors.http.console.rendering import ConsoleRoute, error_page, page, redirect
@@ -75,7 +75,13 @@ def signin(
             form.message = WRONG_TOKEN
             return _form(request, form, next_path, 401)
     else:
-        actor = check_password(redis, user.strip(), password)
+        try:
+            actor = check_password(redis, user.strip(), password)
+        except Throttled as exc:
+            form.message = (
+                f"Too many wrong passwords for this user: try again in {exc.retry_after} s."
+            )
+            return _form(request, form, next_path, 429)
         if actor is None:
             form.errors["password"] = WRONG_PASSWORD
             form.message = WRONG_PASSWORD
