@@ -34,7 +34,7 @@ from typing import Final
 from core import credentials, operations
 from core.context import Context
 from core.records import ExportSpec
-from demo.flow import DEMO_ADMIN, DEMO_LIST, Steps, _secret_key, without_services
+from demo.flow import DEMO_ADMIN, DEMO_LIST, Steps, new_secret_key, without_services
 from demo.sample import FAIL_EMAIL_PATTERN, write_sample
 from demo.services import celery_beat, celery_workers, embedded_redis
 from sandbox import SandboxConfig, SandboxServer
@@ -155,7 +155,7 @@ def console_demo(
         env = {
             "REDIS_URL": redis_url,
             "KLAVIYO_BASE_URL": sandbox.base_url,
-            "KLAVIYO_EXPORT_SECRET_KEY": _secret_key(workdir),
+            "KLAVIYO_EXPORT_SECRET_KEY": new_secret_key(workdir),
             # Runs asked for over HTTP may read segments here, and nowhere else.
             "KLAVIYO_EXPORT_SOURCE_ROOTS": str(workdir.resolve()),
             # No 3 a.m. refresh: nothing here consumes the requests it would queue.

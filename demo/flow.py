@@ -85,8 +85,8 @@ def without_services(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in _SERVICE_NAMES}
 
 
-def _secret_key(workdir: Path) -> str:
-    """The demo's own Fernet key, in a file only its owner can read."""
+def new_secret_key(workdir: Path) -> str:
+    """A new Fernet key for the demo, also kept in a file only its owner can read."""
     path = workdir / "secret.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "w") as handle:
@@ -111,7 +111,7 @@ def run_demo(profiles: int, workers: int, steps: Steps) -> DemoResult:
             **without_services(os.environ),
             "REDIS_URL": redis_url,
             "KLAVIYO_BASE_URL": sandbox.base_url,
-            "KLAVIYO_EXPORT_SECRET_KEY": _secret_key(workdir),
+            "KLAVIYO_EXPORT_SECRET_KEY": new_secret_key(workdir),
         }
         ctx = Context.from_env(env)
         with celery_workers(env, count=workers, log_dir=workdir):
