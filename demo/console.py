@@ -31,10 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from core import credentials, operations
+from core import credentials
 from core.context import Context
-from core.records import ExportSpec
-from demo.flow import DEMO_ADMIN, DEMO_LIST, Steps, new_secret_key, without_services
+from demo.flow import (
+    DEMO_ADMIN,
+    DEMO_LIST,
+    Steps,
+    add_destination,
+    new_secret_key,
+    without_services,
+)
 from demo.sample import FAIL_EMAIL_PATTERN, write_sample
 from demo.services import celery_beat, celery_workers, embedded_redis
 from sandbox import SandboxConfig, SandboxServer
@@ -96,25 +102,9 @@ def _set_up(
 ) -> ConsoleSetup:
     """The connection, the bound export, the users and the token."""
     (api_key,) = sandbox.config.api_keys
-    connection = operations.add_connection(
-        ctx,
-        DEMO_ADMIN,
-        name="Demo account",
-        api_key=api_key,
-        allow="contributors",
-        accept_privacy_terms=True,
-    )
     segment = workdir / "segment.csv"
     makeup = write_sample(segment, profiles, keep_emails=False)
-    spec = ExportSpec(
-        connection_id=connection.id,
-        list_id=DEMO_LIST[0],
-        email_field="email",
-        name="Demo export",
-        properties={"first_name": "first_name", "plan": "plan"},
-        segment=str(segment),
-    )
-    export = operations.add_export(ctx, DEMO_ADMIN, spec)
+    connection, export = add_destination(ctx, api_key, segment)
     steps.ready(connection.id, export.id, segment, makeup.rows)
     passwords = {name: secrets.token_urlsafe(12) for name in CONSOLE_USERS}
     for name, password in passwords.items():

@@ -22,7 +22,7 @@ from typing import Final, Protocol
 from core import operations
 from core.actors import Actor
 from core.context import Context
-from core.records import ExportSpec
+from core.records import Connection, Export, ExportSpec
 from core.run_record import Run
 from core.secrets import generate_key
 from demo.sample import FAIL_EMAIL_PATTERN, SampleMakeup, write_sample
@@ -85,6 +85,30 @@ def without_services(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in _SERVICE_NAMES}
 
 
+def add_destination(
+    ctx: Context, api_key: str, segment: Path | None = None
+) -> tuple[Connection, Export]:
+    """The demo's connection (allowed to contributors, terms accepted) and its
+    export to the demo list, bound to ``segment`` when one is given."""
+    connection = operations.add_connection(
+        ctx,
+        DEMO_ADMIN,
+        name="Demo account",
+        api_key=api_key,
+        allow="contributors",
+        accept_privacy_terms=True,
+    )
+    spec = ExportSpec(
+        connection_id=connection.id,
+        list_id=DEMO_LIST[0],
+        email_field="email",
+        name="Demo export",
+        properties={"first_name": "first_name", "plan": "plan"},
+        segment=None if segment is None else str(segment),
+    )
+    return connection, operations.add_export(ctx, DEMO_ADMIN, spec)
+
+
 def new_secret_key(workdir: Path) -> str:
     """A new Fernet key for the demo, also kept in a file only its owner can read."""
     path = workdir / "secret.key"
@@ -115,22 +139,7 @@ def run_demo(profiles: int, workers: int, steps: Steps) -> DemoResult:
         }
         ctx = Context.from_env(env)
         with celery_workers(env, count=workers, log_dir=workdir):
-            connection = operations.add_connection(
-                ctx,
-                DEMO_ADMIN,
-                name="Demo account",
-                api_key=api_key,
-                allow="contributors",
-                accept_privacy_terms=True,
-            )
-            spec = ExportSpec(
-                connection_id=connection.id,
-                list_id=DEMO_LIST[0],
-                email_field="email",
-                name="Demo export",
-                properties={"first_name": "first_name", "plan": "plan"},
-            )
-            export = operations.add_export(ctx, DEMO_ADMIN, spec)
+            connection, export = add_destination(ctx, api_key)
             segment = workdir / "segment.csv"
             makeup = write_sample(segment, profiles)
             steps.ready(connection.id, export.id, segment, makeup.rows)
