@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core import audit
+from core import audit, queries
 from core.actors import Actor, may_see, require_admin, require_person, require_use
 from core.context import Context
 from core.errors import InvalidInput, NotFound
@@ -161,8 +161,8 @@ def add_export(ctx: Context, actor: Actor, spec: ExportSpec) -> Export:
 
 def set_enabled(ctx: Context, actor: Actor, export_id: str, enabled: bool) -> Export:
     require_person(actor, "enable or disable exports")
-    export = ctx.store.get_export(export_id)
-    require_use(actor, _visible_connection(ctx, actor, export.connection_id))
+    export = queries.get_export(ctx, actor, export_id)  # hidden: NotFound, as when reading
+    require_use(actor, ctx.store.get_connection(export.connection_id))
     updated = replace(export, enabled=enabled)
     ctx.store.save_export(updated)
     audit.record(ctx.redis, actor, "export.enable" if enabled else "export.disable", export_id)

@@ -17,7 +17,7 @@ that leaks no name is the point of hiding it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 from core import audit
 from core.actors import Actor, may_see, require_person
@@ -40,13 +40,19 @@ def get_connection(ctx: Context, actor: Actor, connection_id: str) -> Connection
     return connection
 
 
-def _visible(ctx: Context, actor: Actor, export: Export) -> bool:
+def _connection_visible(ctx: Context, actor: Actor, connection_id: str) -> bool:
+    """Whether the actor may see what belongs to the connection; a connection
+    that is gone is hidden from contributors (nobody can tell whom it was for)."""
     if actor.is_admin or actor.is_trigger:
         return True
     try:
-        return may_see(actor, ctx.store.get_connection(export.connection_id))
+        return may_see(actor, ctx.store.get_connection(connection_id))
     except NotFound:
         return False
+
+
+def _visible(ctx: Context, actor: Actor, export: Export) -> bool:
+    return _connection_visible(ctx, actor, export.connection_id)
 
 
 def list_exports(ctx: Context, actor: Actor) -> list[Export]:
@@ -61,12 +67,11 @@ def get_export(ctx: Context, actor: Actor, export_id: str) -> Export:
 
 
 def _run_visible(ctx: Context, actor: Actor, run: Run) -> bool:
+    """By the connection the run recorded: still right once its export is gone."""
     if actor.is_admin or actor.is_trigger:
         return True
-    try:
-        return _visible(ctx, actor, ctx.store.get_export(run.export_id))
-    except NotFound:  # its export was removed: the run's ids tell nothing more
-        return True
+    connection_id, _ = ctx.runs.target(run.run_id)
+    return _connection_visible(ctx, actor, connection_id)
 
 
 def get_run(ctx: Context, actor: Actor, run_id: str) -> Run:
@@ -96,5 +101,41 @@ def run_report(ctx: Context, actor: Actor, run_id: str) -> Iterator[dict[str, An
 
 
 def audit_entries(ctx: Context, actor: Actor, limit: int) -> list[dict[str, Any]]:
+    """Newest first. Contributors see the entries about connections they may
+    see, their exports and runs; not those about hidden or removed connections,
+    tokens or users."""
     require_person(actor, "read the audit log")
-    return audit.recent(ctx.redis, limit)
+    if actor.is_admin:
+        return audit.recent(ctx.redis, limit)
+    seen: dict[str, bool] = {}
+    shown = []
+    for entry in audit.recent(ctx.redis, limit * AUDIT_SCAN):
+        connection_id = _entry_connection(ctx, entry)
+        if connection_id is None:
+            continue
+        if connection_id not in seen:
+            seen[connection_id] = _connection_visible(ctx, actor, connection_id)
+        if seen[connection_id]:
+            shown.append(entry)
+    return shown[:limit]
+
+
+AUDIT_SCAN: Final = 5
+"""A contributor's audit page reads this many entries per one it shows, at most."""
+
+
+def _entry_connection(ctx: Context, entry: dict[str, Any]) -> str | None:
+    """The connection an audit entry is about, or None (tokens, users, gone)."""
+    target, detail = str(entry["target"]), entry["detail"]
+    if target.startswith("c_"):
+        return target
+    if isinstance(detail, dict) and isinstance(detail.get("connection"), str):
+        return str(detail["connection"])
+    try:
+        if target.startswith("e_"):
+            return ctx.store.get_export(target).connection_id
+        if target.startswith("r_"):
+            return ctx.runs.target(target)[0]
+    except NotFound:
+        return None
+    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core import audit
+from core import audit, queries
 from core.actors import Actor, require_person, require_use
 from core.context import Context
 from core.run_record import Run
@@ -10,6 +10,7 @@ from core.run_record import Run
 
 def _check(ctx: Context, actor: Actor, run_id: str) -> Run:
     require_person(actor, "decide a run at the safety brake")
+    queries.get_run(ctx, actor, run_id)  # hidden: NotFound
     run = ctx.lifecycle.held(run_id)
     connection_id, _ = ctx.runs.target(run_id)
     require_use(actor, ctx.store.get_connection(connection_id))

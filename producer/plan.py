@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from core.actors import Actor, require_use
+from core import queries
+from core.actors import Actor, require_person, require_use
 from core.context import Context
 from core.mirror import brake_reason
 from core.removal_store import REMOVAL_CHUNK
@@ -248,8 +249,10 @@ def import_schedule_seconds(jobs: int, burst: int, steady: int, window: float = 
 def dry_run(
     ctx: Context, actor: Actor, export_id: str, source: str, fmt: str | None, full: bool = False
 ) -> Plan:
-    """The plan of a run the actor may start (the same rule as a run's)."""
-    export = ctx.store.get_export(export_id)
+    """The plan of a run the actor may start (the same rules as a run's; an
+    upstream system's trigger starts runs, it does not plan them)."""
+    require_person(actor, "plan a run (dry run)")
+    export = queries.get_export(ctx, actor, export_id)
     connection = ctx.store.get_connection(export.connection_id)
     require_use(actor, connection)
     return plan_run(ctx, export, connection, source, fmt, full=full)

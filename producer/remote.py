@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import queries
 from core.actors import Actor
 from core.context import Context
 from core.errors import InvalidInput
@@ -30,17 +31,18 @@ def allowed_path(ctx: Context, path: str, field: str = "source") -> str:
             "set): leave it out to read the export's bound segment",
             field=field,
         )
-    if path == "-" or not path.strip():
+    if path == "-" or not path.strip() or not path.isprintable():
         raise InvalidInput("name a file under the server's source roots", field=field)
-    resolved = Path(path).expanduser()
+    resolved = Path(path)
     if not resolved.is_absolute():
         resolved = roots[0] / resolved
-    resolved = resolved.resolve()
+    try:
+        resolved = resolved.resolve()
+    except (OSError, ValueError, RuntimeError):  # a loop of links, a name too long
+        raise InvalidInput("not a path the server can read", field=field) from None
     if not any(resolved.is_relative_to(root) for root in roots):
-        raise InvalidInput(
-            f"{path!r} is outside the server's source roots ({', '.join(str(r) for r in roots)})",
-            field=field,
-        )
+        # The roots are not named: a caller learns no folder of the server's.
+        raise InvalidInput(f"{path!r} is outside the server's source roots", field=field)
     return str(resolved)
 
 
@@ -55,8 +57,9 @@ def request_run(
     trigger: str = "api",
 ) -> RunRequest:
     """The run to open for a remote caller: the named source (checked against
-    the roots) or else the export's bound segment."""
-    export = ctx.store.get_export(export_id)
+    the roots) or else the export's bound segment. An export the actor may not
+    see is ``NotFound`` before anything else is said of it."""
+    export = queries.get_export(ctx, actor, export_id)
     if source is not None:
         return RunRequest(export_id, allowed_path(ctx, source), actor, fmt, trigger, full)
     if not export.segment:
@@ -101,7 +104,9 @@ def open_remote_run(
     request = request_run(ctx, actor, export_id, source=source, fmt=fmt, full=full, trigger=trigger)
     if idempotency_key is None:
         return Opened(open_run(ctx, request), request)
-    asked = json.dumps([export_id, source, fmt, full])
+    # What the run reads, not how it was named: the bound segment named by its path
+    # is the same request as the bound segment named by nothing.
+    asked = json.dumps([export_id, request.source, request.format, request.full])
     keys = Idempotency(ctx.redis)
     claim = keys.claim(actor.user, idempotency_key, asked)
     if claim.run_id is not None:

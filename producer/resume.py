@@ -8,7 +8,7 @@ sent again replace their old ones, so the run's counts stay exact.
 
 from __future__ import annotations
 
-from core import audit
+from core import audit, queries
 from core.actors import Actor, require_person, require_use
 from core.context import Context
 from core.errors import ExportBusy, ExportError
@@ -19,7 +19,7 @@ from producer.runner import interrupted
 def resume_run(ctx: Context, actor: Actor, run_id: str) -> list[int]:
     """Resend the run's unfinished batches; returns their numbers."""
     require_person(actor, "resume runs")
-    run = ctx.runs.get(run_id)
+    run = queries.get_run(ctx, actor, run_id)  # hidden: NotFound
     if run.status not in RESUMABLE:
         raise ExportError(
             f"run {run_id} is {run.status}: only failed, partially succeeded or "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
-from core import audit
+from core import audit, queries
 from core.actors import Actor, require_use
 from core.batch_store import StoredBatch
 from core.context import Context
@@ -75,7 +75,7 @@ def open_run(ctx: Context, request: RunRequest) -> str:
     without reading its segment is decided here, so a front door can answer at
     once and read later.
     """
-    export = ctx.store.get_export(request.export_id)
+    export = queries.get_export(ctx, request.actor, request.export_id)  # hidden: NotFound
     connection = ctx.store.get_connection(export.connection_id)
     require_use(request.actor, connection)
     disabled = disabled_reason(export)

@@ -117,13 +117,13 @@ TABLE: tuple[Row, ...] = (
     Row("POST", f"{V1}/exports/{{export_id}}/enable", (401, 401, 200, 200, 403, 404)),
     Row("POST", f"{V1}/exports/{{export_id}}/disable", (401, 401, 200, 200, 403, 404)),
     Row("DELETE", f"{V1}/exports/{{export_id}}", (401, 401, 200, 403, 403, 403)),
-    Row("POST", f"{V1}/exports/{{export_id}}/runs", (401, 401, 202, 202, 202, 403), {}),
+    Row("POST", f"{V1}/exports/{{export_id}}/runs", (401, 401, 202, 202, 202, 404), {}),
     Row("GET", f"{V1}/runs", (401, 401, 200, 200, 200, 404), query="export_id={export_id}"),
     Row("GET", f"{V1}/runs/{{run_id}}", (401, 401, 200, 200, 200, 404)),
     Row("GET", f"{V1}/runs/{{run_id}}/rejected", (401, 401, 200, 200, 403, 404)),
-    Row("POST", f"{V1}/runs/{{run_id}}/approve", (401, 401, 202, 202, 403, 403), run="held"),
-    Row("POST", f"{V1}/runs/{{run_id}}/reject", (401, 401, 200, 200, 403, 403), run="held"),
-    Row("POST", f"{V1}/runs/{{run_id}}/resume", (401, 401, 202, 202, 403, 403)),
+    Row("POST", f"{V1}/runs/{{run_id}}/approve", (401, 401, 202, 202, 403, 404), run="held"),
+    Row("POST", f"{V1}/runs/{{run_id}}/reject", (401, 401, 200, 200, 403, 404), run="held"),
+    Row("POST", f"{V1}/runs/{{run_id}}/resume", (401, 401, 202, 202, 403, 404)),
     Row("GET", f"{V1}/audit", (401, 401, 200, 200, 403, 200)),
 )
 

@@ -261,7 +261,7 @@ def test_enabling_needs_the_use_of_the_connection_and_is_audited(
     connection = _connection(ctx, allow="admins")
     export = operations.add_export(ctx, ADMIN, _spec(connection))
 
-    with pytest.raises(NotFound, match="no connection"):  # hidden from contributors
+    with pytest.raises(NotFound, match="no export"):  # hidden from contributors
         operations.set_enabled(ctx, CONTRIBUTOR, export.id, False)
     assert ctx.store.get_export(export.id).enabled
 

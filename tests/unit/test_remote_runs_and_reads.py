@@ -210,7 +210,7 @@ def test_a_contributor_neither_reads_nor_uses_what_is_hidden(ctx: ScriptedContex
             ctx, CONTRIBUTOR, ExportSpec(connection_id=private.id, list_id="L1", email_field="e")
         ),
     ):
-        with pytest.raises(NotFound, match=r"^no (run|connection) '"):
+        with pytest.raises(NotFound, match=r"^no (run|connection|export) '"):
             hidden()
 
 
@@ -231,3 +231,67 @@ def test_a_trigger_changes_nothing(ctx: ScriptedContext) -> None:
     ):
         with pytest.raises(Forbidden, match="a trigger token may only start runs"):
             refused()
+
+
+def test_the_audit_log_shows_contributors_only_what_they_may_see(ctx: ScriptedContext) -> None:
+    from core import audit
+
+    shared, private = add_connection(ctx, allow="contributors"), add_connection(ctx, allow="admins")
+    on_private = add_export(ctx, private)
+    run_id = ctx.lifecycle.create(on_private.id, "s.csv", "ann", private.id, "L1")
+    for target, detail in (
+        (shared.id, {}),
+        (private.id, {"name": "Hidden"}),
+        (on_private.id, {"connection": private.id}),
+        (run_id, {"export": on_private.id}),
+        ("t_0000000000", {"role": "trigger"}),
+    ):
+        audit.record(ctx.redis, ADMIN, "thing.done", target, **detail)
+
+    assert {e["target"] for e in queries.audit_entries(ctx, CONTRIBUTOR, 50)} == {shared.id}
+    assert len(queries.audit_entries(ctx, ADMIN, 50)) == 5
+
+
+def test_a_run_stays_hidden_once_its_export_is_gone(ctx: ScriptedContext) -> None:
+    from core import operations
+
+    private = add_connection(ctx, allow="admins")
+    export = add_export(ctx, private)
+    run_id = ctx.lifecycle.create(export.id, "s.csv", "ann", private.id, export.list_id)
+    operations.remove_export(ctx, ADMIN, export.id)
+
+    with pytest.raises(NotFound):
+        queries.get_run(ctx, CONTRIBUTOR, run_id)
+    assert queries.recent_runs(ctx, CONTRIBUTOR, None, 10) == []
+    assert queries.get_run(ctx, ADMIN, run_id).run_id == run_id
+
+
+def test_a_path_with_a_nul_byte_is_refused_not_a_crash(ctx: ScriptedContext) -> None:
+    for path in ("segments/s.csv\x00x", "s\x1b.csv"):
+        with pytest.raises(InvalidInput) as refused:
+            allowed_path(ctx, path)
+        assert refused.value.field == "source"
+
+
+def test_a_key_names_what_is_read_not_how_it_was_named(
+    ctx: ScriptedContext, tmp_path: Path
+) -> None:
+    bound = _segment(tmp_path / "segments")
+    export = add_export(ctx, add_connection(ctx), segment=str(bound))
+
+    first = open_remote_run(ctx, ADMIN, export.id, idempotency_key="k")
+    again = open_remote_run(ctx, ADMIN, export.id, source=str(bound), idempotency_key="k")
+
+    assert again.replayed
+    assert again.run_id == first.run_id
+
+
+def test_a_claim_left_pending_frees_its_key_within_a_minute(ctx: ScriptedContext) -> None:
+    from core.idempotency import PENDING_TTL, TTL, Idempotency
+
+    keys = Idempotency(ctx.redis)
+    assert keys.claim("ann", "crash", "x").run_id is None  # and the server died here
+    (name,) = ctx.redis.keys("kx:idem:*")
+    assert 0 < ctx.redis.ttl(name) <= PENDING_TTL
+    keys.settle("ann", "crash", "x", "r_1")
+    assert PENDING_TTL < ctx.redis.ttl(name) <= TTL

@@ -16,7 +16,7 @@ import pytest
 from core import audit
 from core.actors import Actor
 from core.batch_store import BatchResult
-from core.errors import ExportBusy, ExportError, Forbidden
+from core.errors import ExportBusy, ExportError, NotFound
 from core.store import Export
 from klaviyo_client import AuthenticationError, KlaviyoList, NotFoundError
 from producer.approval import approve, reject
@@ -116,7 +116,7 @@ def test_a_contributor_may_not_run_an_export_of_an_admins_only_connection(
 ) -> None:
     export = add_export(ctx, add_connection(ctx, allow="admins"))
 
-    with pytest.raises(Forbidden, match="for admins only"):
+    with pytest.raises(NotFound, match="no export"):  # hidden from contributors
         start_run(ctx, RunRequest(export.id, segment, CONTRIBUTOR))
 
     assert ctx.runs.recent() == []
@@ -279,7 +279,7 @@ def test_a_contributor_may_not_resume_on_an_admins_only_connection(
     export = add_export(ctx, add_connection(ctx, allow="admins"))
     run_id = _partly_failed(ctx, export)
 
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # hidden from contributors
         resume_run(ctx, CONTRIBUTOR, run_id)
     assert dispatched(ctx).uploads == []
 
@@ -326,7 +326,7 @@ def test_a_contributor_may_not_decide_on_an_admins_only_connection(
 ) -> None:
     run_id = _held(ctx, allow="admins")
 
-    with pytest.raises(Forbidden, match="for admins only"):
+    with pytest.raises(NotFound, match="no run"):  # hidden from contributors
         decide(ctx, CONTRIBUTOR, run_id)  # type: ignore[operator]
 
     assert ctx.runs.status(run_id) is RunStatus.AWAITING_APPROVAL
