@@ -331,16 +331,18 @@ def remove_user(client: redis.Redis, actor: Actor, name: str) -> User:
     return user
 
 
-def check_password(client: redis.Redis, name: str, password: str) -> Actor | None:
+def check_password(client: redis.Redis, name: str, password: str, source: str = "") -> Actor | None:
     """The console actor for a right name and password; None otherwise, after the
     same one scrypt whether or not the name exists.
 
-    After ``SIGNIN_FAILURES`` wrong passwords for one name within
-    ``SIGNIN_WINDOW`` seconds, ``Throttled`` until the window ends (counted in
-    Redis, so across every server): scrypt makes each guess cost 50 ms of CPU,
-    this makes a run of guesses cost hours. A right password clears the count.
+    After ``SIGNIN_FAILURES`` wrong passwords for one name from one ``source``
+    (the client's address) within ``SIGNIN_WINDOW`` seconds, ``Throttled``
+    until the window ends (counted in Redis, so across every server): scrypt
+    makes each guess cost 50 ms of CPU, this makes a run of guesses cost hours.
+    Counted per address too, so that a stranger's guesses cannot lock a user
+    out everywhere. A right password clears the count.
     """
-    failures_key = keys.signin_failures(_digest(name.strip().lower()))
+    failures_key = keys.signin_failures(_digest(f"{name}\x00{source}"))
     pipe = client.pipeline()
     pipe.get(failures_key)
     pipe.ttl(failures_key)
@@ -353,8 +355,8 @@ def check_password(client: redis.Redis, name: str, password: str) -> Actor | Non
     actor = _check_password(client, name, password)
     if actor is None:
         pipe = client.pipeline()
-        pipe.incr(failures_key)
-        pipe.expire(failures_key, SIGNIN_WINDOW, nx=True)
+        pipe.set(failures_key, 0, ex=SIGNIN_WINDOW, nx=True)  # the window opens once
+        pipe.incr(failures_key)  # INCR keeps the TTL (EXPIRE NX needs Redis 7)
         pipe.execute()
     elif failures is not None:
         client.delete(failures_key)

@@ -26,6 +26,9 @@ from core.errors import ExportBusy, InvalidInput
 from schemas import keys
 
 TTL: Final = 24 * 3600
+PENDING_TTL: Final = 60
+"""How long a claim waits for its run id: a server that died between the claim
+and ``settle`` frees the key after this, not after a day."""
 MAX_KEY_LENGTH: Final = 255
 _PENDING: Final = ""
 
@@ -58,7 +61,7 @@ class Idempotency:
         name = self._key(scope, key)
         fingerprint = _digest(request)
         mine = json.dumps({"request": fingerprint, "run_id": _PENDING})
-        if self.redis.set(name, mine, nx=True, ex=TTL):
+        if self.redis.set(name, mine, nx=True, ex=PENDING_TTL):
             return Claim(None)
         raw = self.redis.get(name)
         if raw is None:  # expired between the two calls: take it now

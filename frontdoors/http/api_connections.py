@@ -78,7 +78,6 @@ def add_connection(
             allow=body.allow,
             accept_privacy_terms=body.accept_privacy_terms,
             contract_cap=body.contract_cap,
-            base_url=body.base_url,
         )
     response.headers["Location"] = f"/api/v1/connections/{connection.id}"
     return shown(connection)

@@ -136,7 +136,8 @@ def start_run(
         wanted = remote.request_run(
             ctx, actor, export_id, source=asked.source, fmt=asked.format, full=asked.full
         )
-        found = plan.dry_run(ctx, actor, export_id, wanted.source, wanted.format, wanted.full)
+        with request.app.state.readers.planning():  # bounded: it reads the whole segment
+            found = plan.dry_run(ctx, actor, export_id, wanted.source, wanted.format, wanted.full)
         return JSONResponse(Plan(**found.as_dict()).model_dump(mode="json"), status_code=200)
     opened = remote.open_remote_run(
         ctx,

@@ -10,11 +10,8 @@ removals, or the batches sent again, go to the workers.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterable, Iterator
-from typing import Annotated, Any, Final
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
@@ -36,13 +33,13 @@ from frontdoors.http.models import (
     RunList,
     RunSummary,
 )
+from frontdoors.http.report_csv import report_download
 from producer import approval, resume
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
 audit_router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
 RunId = Annotated[str, Path(pattern=ID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=500, description="at most this many, newest first")]
-CSV_ROWS_PER_CHUNK: Final = 1000
 
 
 def summary(ctx: Context, actor: Actor, run_id: str) -> RunSummary:
@@ -77,20 +74,6 @@ def _status_json(ctx: Context, given: HTTPAuthorizationCredentials | None, run_i
     return json.dumps(run.summary(), separators=(",", ":")).encode()
 
 
-def csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """The report as CSV text, ``CSV_ROWS_PER_CHUNK`` rows per piece."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for count, row in enumerate(rows, 1):
-        writer.writerow(row)
-        if count % CSV_ROWS_PER_CHUNK == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
-
-
 @router.get(
     "/{run_id}/rejected",
     response_class=StreamingResponse,
@@ -104,11 +87,7 @@ def csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
 def rejected_rows(run_id: RunId, ctx: AppContext, actor: CurrentActor) -> StreamingResponse:
     """The rows the run did not export (rejected by the checks, or failed by Klaviyo)."""
     rows = queries.run_report(ctx, actor, run_id)  # refused here, before the answer starts
-    return StreamingResponse(
-        csv_chunks(rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f"attachment; filename=run-{run_id}-rejected.csv"},
-    )
+    return report_download(run_id, rows)
 
 
 @router.post("/{run_id}/approve", status_code=202, response_model=Approved)

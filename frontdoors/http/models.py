@@ -88,9 +88,9 @@ class ConnectionIn(_In):
         description="consent to the data-privacy terms: a connection is added only with true",
         json_schema_extra={"enum": [True]},
     )
-    base_url: str | None = Field(
-        None, max_length=2048, pattern=r"^https?://\S+$", description="default: KLAVIYO_BASE_URL"
-    )
+    # No base_url: a caller on the network must not make the server connect where it
+    # says (an admin token would become a scanner of the internal network). The
+    # server's KLAVIYO_BASE_URL applies; the CLI's --base-url is for a shell on the host.
     contract_cap: int = Field(0, ge=0, le=10**12, description="most profiles per run; 0: none")
 
     @field_validator("accept_privacy_terms")
@@ -308,6 +308,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "the record's state does not allow it; busy: a run is in progress",
         413: "the request body is over 64 KiB",
         422: "a field is wrong (``fields`` names each)",
+        429: "too many at once (dry runs): try again after ``retry_after`` seconds",
         503: "Redis, the broker or Klaviyo cannot be reached",
     }.items()
 }

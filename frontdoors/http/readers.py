@@ -6,13 +6,15 @@ million rows take seconds) and launching the chord happen here, one run per
 ``KLAVIYO_EXPORT_API_READERS`` slot, so that a burst of requests cannot
 start a burst of readers: further runs wait their turn, ``pending``.
 
-``klaviyo-export serve`` reads in child processes (``processes=True``): a
-segment's reading is CPU work (parsing, checks, JSON) that would otherwise
-hold the server's interpreter lock for seconds and slow every answer, the
-status polls of the other runs included. Each child builds its own
-``Context`` from the same environment and keeps it for its next run. A
-child that dies mid-read (out of memory) ends its run as failed here. Tests
-on one in-memory Redis read in threads (``processes=False``).
+``klaviyo-export serve`` reads each run in a child process of its own
+(``processes=True``): a segment's reading is CPU work (parsing, checks, JSON)
+that would otherwise hold the server's interpreter lock for seconds and slow
+every answer, the status polls of the other runs included. The child
+(spawned, not forked: the server has threads and sockets) builds its own
+``Context`` from the same environment; its start costs a second or so, which
+a run's minutes hide. A child that dies mid-read (out of memory, killed)
+costs its own run only, which is ended as failed here. Tests on one
+in-memory Redis read in threads (``processes=False``).
 
 Stopping the server (the app's lifespan ends: SIGTERM, Ctrl-C) lets the runs
 being read finish their reading, and ends the runs still waiting for a
@@ -30,27 +32,31 @@ Logs name run ids and error classes only: never a row, an email or a key.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from core.context import Context
-from core.errors import Unavailable
+from core.errors import Throttled, Unavailable
 from producer.runner import RunRequest, interrupted, read_opened
+from schemas.contracts import RunStatus
 
 log = logging.getLogger(__name__)
 
-_child_context: Context | None = None
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+class ReaderDied(Exception):
+    """Why a run is ended when its reader process exits without ending it."""
 
 
 def _read_in_child(run_id: str, request: RunRequest) -> None:
-    """In a reader process: read the run with this process's own Context."""
-    global _child_context  # one Context (one Redis pool) per reader process
-    if _child_context is None:
-        _child_context = Context.from_env()
-    read_opened(_child_context, run_id, request)
+    """A reader process: read the run with a Context of its own. An error has
+    ended the run already (``read_opened``); the exit code says it failed."""
+    read_opened(Context.from_env(), run_id, request)
 
 
 class ServerStopped(Exception):
@@ -62,7 +68,8 @@ class Readers:
         self.ctx = ctx
         self._slots = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kx-reader")
-        self._children: ProcessPoolExecutor | None = self._new_children() if processes else None
+        self._processes = processes
+        self._planning = threading.BoundedSemaphore(threads)
         self._lock = threading.Lock()
         self._waiting: dict[str, Future[None]] = {}
         self._stopping = False
@@ -76,6 +83,18 @@ class Readers:
         interrupted(self.ctx, run_id, ServerStopped())
         raise Unavailable("the server is stopping: the run was ended before it started")
 
+    @contextlib.contextmanager
+    def planning(self) -> Iterator[None]:
+        """A slot for a dry run, which reads a whole segment inside its request:
+        as many at once as there are readers; one more is ``Throttled``, at
+        once, rather than queued behind them with its caller waiting."""
+        if not self._planning.acquire(blocking=False):
+            raise Throttled("as many dry runs as the server reads at once are in progress", 5)
+        try:
+            yield
+        finally:
+            self._planning.release()
+
     def waiting(self) -> list[str]:
         """The runs not yet being read."""
         with self._lock:
@@ -85,22 +104,25 @@ class Readers:
         with self._lock:
             self._waiting.pop(run_id, None)
         try:
-            if self._children is None:
-                read_opened(self.ctx, run_id, request)
+            if self._processes:
+                self._read_in_a_child(run_id, request)
             else:
-                self._children.submit(_read_in_child, run_id, request).result()
-        except BrokenProcessPool as exc:  # the child died: nothing of it ended the run
-            log.warning("run %s: its reader process died", run_id)
-            interrupted(self.ctx, run_id, exc)
-            with self._lock:
-                if not self._stopping:
-                    self._children = self._new_children()
-        except Exception as exc:  # noqa: BLE001 - read_opened has ended the run; log the class
+                read_opened(self.ctx, run_id, request)
+        except Exception as exc:  # noqa: BLE001 - the run has been ended; log the class
             log.warning("run %s: reading the segment failed (%s)", run_id, type(exc).__name__)
 
-    def _new_children(self) -> ProcessPoolExecutor:
-        # spawn: a fork of a server with threads and open sockets is not safe
-        return ProcessPoolExecutor(self._slots, mp_context=multiprocessing.get_context("spawn"))
+    def _read_in_a_child(self, run_id: str, request: RunRequest) -> None:
+        child = _SPAWN.Process(
+            target=_read_in_child, args=(run_id, request), name=f"kx-reader-{run_id}"
+        )
+        child.start()
+        child.join()
+        if child.exitcode == 0:
+            return
+        # An error ended the run already; a killed reader left it pending, unread.
+        if self.ctx.runs.status(run_id) is RunStatus.PENDING:
+            interrupted(self.ctx, run_id, ReaderDied(f"exit code {child.exitcode}"))
+        raise ReaderDied(f"the reader of run {run_id} exited with {child.exitcode}")
 
     def stop(self) -> None:
         """End the runs still waiting, then wait for those being read."""
@@ -113,5 +135,3 @@ class Readers:
                 interrupted(self.ctx, run_id, ServerStopped())
                 log.warning("run %s: ended unread, the server stopped", run_id)
         self._pool.shutdown(wait=True)
-        if self._children is not None:
-            self._children.shutdown(wait=True)

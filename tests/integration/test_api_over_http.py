@@ -203,7 +203,7 @@ def test_a_run_started_over_http_exports_the_segment_and_reports_every_row(world
         assert streamed.status_code == 200
         assert streamed.headers["Content-Type"].startswith("text/csv")
         assert streamed.headers["Content-Disposition"] == (
-            f"attachment; filename=run-{run_id}-rejected.csv"
+            f'attachment; filename="run-{run_id}-rejected.csv"'
         )
         assert "Content-Length" not in streamed.headers  # streamed, not built whole
         text = b"".join(streamed.iter_content(chunk_size=4096)).decode()

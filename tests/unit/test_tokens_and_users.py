@@ -415,21 +415,23 @@ def test_only_a_signed_in_actor_opens_a_session(client: fakeredis.FakeRedis) -> 
 
 
 def test_guessing_a_password_is_throttled_per_user_name() -> None:
-    """Ten wrong passwords for one name within the window: sign-in waits, even
-    with the right password; other names are not affected; a right password
-    before the limit clears the count."""
+    """Ten wrong passwords for one name from one address within the window:
+    sign-in from there waits, even with the right password; other names and
+    other addresses are not affected; a right password before the limit
+    clears the count."""
     from core.errors import Throttled
 
     client = fakeredis.FakeRedis()
     credentials.set_password(client, ADMIN, "eve", "correct horse battery", role="contributor")
     credentials.set_password(client, ADMIN, "dan", "another long password", role="contributor")
     for _ in range(credentials.SIGNIN_FAILURES - 1):
-        assert credentials.check_password(client, "eve", "wrong password!!") is None
-    assert credentials.check_password(client, "eve", "correct horse battery") is not None  # clears
-    for _ in range(credentials.SIGNIN_FAILURES):
-        assert credentials.check_password(client, "eve", "wrong password!!") is None
+        assert credentials.check_password(client, "eve", "wrong password!!", "10.0.0.9") is None
+    assert credentials.check_password(client, "eve", "correct horse battery", "10.0.0.9")
+    for _ in range(credentials.SIGNIN_FAILURES):  # the right one above cleared the count
+        assert credentials.check_password(client, "eve", "wrong password!!", "10.0.0.9") is None
 
     with pytest.raises(Throttled) as throttled:
-        credentials.check_password(client, "eve", "correct horse battery")
+        credentials.check_password(client, "eve", "correct horse battery", "10.0.0.9")
     assert 0 < throttled.value.retry_after <= 900
-    assert credentials.check_password(client, "dan", "another long password") is not None
+    assert credentials.check_password(client, "eve", "correct horse battery", "10.0.0.7")
+    assert credentials.check_password(client, "dan", "another long password", "10.0.0.9")

@@ -131,9 +131,7 @@ def verify(
 def accept_terms(
     request: Request, connection_id: str, signed: Annotated[Signed, Depends(posted)]
 ) -> Response:
-    ctx = context_of(request)
-    queries.get_connection(ctx, signed.actor, connection_id)
-    operations.accept_terms(ctx, signed.actor, connection_id)
+    operations.accept_terms(context_of(request), signed.actor, connection_id)
     return redirect(f"/connections/{connection_id}", done="terms_accepted")
 
 
@@ -161,7 +159,5 @@ def confirm_remove(
 def remove(
     request: Request, connection_id: str, signed: Annotated[Signed, Depends(posted)]
 ) -> Response:
-    ctx = context_of(request)
-    queries.get_connection(ctx, signed.actor, connection_id)
-    operations.remove_connection(ctx, signed.actor, connection_id)
+    operations.remove_connection(context_of(request), signed.actor, connection_id)
     return redirect("/connections", done="connection_removed")

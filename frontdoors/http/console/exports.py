@@ -103,9 +103,7 @@ def add_export(
     if spec is None:
         return _new_page(request, signed, form, 422)
     try:
-        # A connection the user may not see is "not found", never named.
-        queries.get_connection(ctx, signed.actor, spec.connection_id)
-        export = operations.add_export(ctx, signed.actor, spec)
+        export = operations.add_export(ctx, signed.actor, spec)  # hidden: NotFound
     except NotFound:
         form.refuse("connection_id", "choose one of the connections listed", EXPORT_LABELS)
         return _new_page(request, signed, form, 422)
@@ -203,9 +201,7 @@ def disable(
 
 
 def _set_enabled(request: Request, signed: Signed, export_id: str, enabled: bool) -> Response:
-    ctx = context_of(request)
-    queries.get_export(ctx, signed.actor, export_id)
-    operations.set_enabled(ctx, signed.actor, export_id, enabled)
+    operations.set_enabled(context_of(request), signed.actor, export_id, enabled)
     return redirect(
         f"/exports/{export_id}", done="export_enabled" if enabled else "export_disabled"
     )
@@ -234,7 +230,5 @@ def confirm_remove(
 def remove(
     request: Request, export_id: str, signed: Annotated[Signed, Depends(posted)]
 ) -> Response:
-    ctx = context_of(request)
-    queries.get_export(ctx, signed.actor, export_id)
-    operations.remove_export(ctx, signed.actor, export_id)
+    operations.remove_export(context_of(request), signed.actor, export_id)
     return redirect("/exports", done="export_removed")

@@ -9,10 +9,7 @@ second until the run is final, and moves the counts and the progress bar.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -20,10 +17,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from core import queries
 from core.errors import NotFound
 from core.lifecycle import RESUMABLE
-from core.reports import REPORT_COLUMNS
 from frontdoors.http.console.rendering import ConsoleRoute, known_error, page, redirect
 from frontdoors.http.console.session import Signed, context_of, posted, signed_in
 from frontdoors.http.errors import describe
+from frontdoors.http.report_csv import report_download
 from producer.approval import approve, reject
 from producer.resume import resume_run
 from schemas.contracts import RunStatus
@@ -97,32 +94,12 @@ def run_live(
     return JSONResponse(summary, headers={"Cache-Control": "no-store"})
 
 
-def csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """``REPORT_COLUMNS`` as CSV, a header first, a line at a time."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow(row)
-    yield buffer.getvalue()
-
-
 @router.get("/runs/{run_id}/rejected.csv")
 def rejected_csv(
     request: Request, run_id: str, signed: Annotated[Signed, Depends(signed_in)]
 ) -> StreamingResponse:
     rows = queries.run_report(context_of(request), signed.actor, run_id)  # refuses before a row
-    return StreamingResponse(
-        csv_lines(rows),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{run_id}-rejected.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return report_download(run_id, rows)
 
 
 def _decide(request: Request, signed: Signed, run_id: str, action: str) -> Response:

@@ -76,7 +76,8 @@ def signin(
             return _form(request, form, next_path, 401)
     else:
         try:
-            actor = check_password(redis, user.strip(), password)
+            address = request.client.host if request.client else ""
+            actor = check_password(redis, user.strip(), password, address)
         except Throttled as exc:
             form.message = (
                 f"Too many wrong passwords for this user: try again in {exc.retry_after} s."
