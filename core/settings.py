@@ -45,7 +45,8 @@ Options (environment variable, default):
   the segments bound with the CLI: a caller of the API never chooses a file
   of the server's to read.
 - ``KLAVIYO_EXPORT_API_READERS`` (2): segments the HTTP server reads at once
-  for the runs it started (each a thread); further runs wait their turn.
+  for the runs it started (each in a process of its own), and dry runs it
+  answers at once; further runs wait their turn, further dry runs get 429.
 """
 
 from __future__ import annotations
