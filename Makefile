@@ -18,9 +18,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/klaviyo-export demo
 
-# The web console and API on the demo's own Redis, sandbox and workers, until Ctrl-C.
+# The web console and API on the demo's own Redis, sandbox and workers, until Ctrl-C;
+# CONSOLE_ARGS adds flags (CONSOLE_ARGS="--port 8081").
 console: $(STAMP)
-	$(BIN)/klaviyo-export demo --serve
+	$(BIN)/klaviyo-export demo --serve $(CONSOLE_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
