@@ -32,7 +32,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import redis
@@ -56,6 +54,7 @@ from bench.components import (
     cli,
     machine,
     sandbox,
+    stop_on_sigterm,
     wait_for_workers,
 )
 from bench.procstat import Tree
@@ -334,13 +333,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds: every process the benchmark started is stopped
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_sigterm()
     result = run(args)
     if args.json:
         print(json.dumps(result, sort_keys=True))

@@ -12,12 +12,14 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import requests
@@ -197,3 +199,12 @@ def redis_pid() -> int:
         if got is not None and "redis" in got.name:
             return pid
     raise RuntimeError("cannot find the embedded redis-server")
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds: every process the benchmark started is stopped
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends a benchmark as Ctrl-C does: through its ``finally`` blocks."""
+    signal.signal(signal.SIGTERM, _stop)

@@ -29,14 +29,12 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import redis
@@ -53,6 +51,7 @@ from bench.components import (
     reap,
     redis_pid,
     sandbox,
+    stop_on_sigterm,
     wait_for_workers,
 )
 from bench.procstat import Tree
@@ -289,13 +288,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds: every process the benchmark started is stopped
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_sigterm()
     result = run(args)
     if args.json:
         print(json.dumps(result, sort_keys=True))
