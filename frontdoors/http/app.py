@@ -4,7 +4,8 @@ FastAPI on Starlette, served by uvicorn (``klaviyo-export serve``): FastAPI
 writes the OpenAPI document (``/api/v1/openapi.json``, browsable at
 ``/api/v1/docs``) from the same typed models that check the requests.
 Endpoints are plain ``def``: the domain speaks sync redis-py, and FastAPI
-runs each in its thread pool.
+runs each in its thread pool; the status poll (``api_runs.get_run``), the
+request an orchestrator repeats, reads its token and its run in one hop.
 
 The app is stateless: one ``Context`` (settings, one Redis pool) per process,
 built at startup; tokens, sessions and idempotency keys live in Redis, so any
